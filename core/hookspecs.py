@@ -1,0 +1,142 @@
+"""Hook specifications: the whole plugin API of hbench.
+
+Every hook is prefixed ``hbench_``. Registration hooks receive a ``register`` callable
+instead of returning values, so hbench validates each object as it arrives and knows
+which plugin registered it (a duplicate name is an error naming both plugins).
+
+``register(obj, name=None)``: ``name`` defaults to ``obj.name``.
+
+Implement hooks with ``from hbench import hookimpl``. Plugins are found through the
+setuptools entry-point group ``hbench``::
+
+    [project.entry-points.hbench]
+    gptoss = "hbench_lane_gptoss"
+
+This docstring-per-hook file is the reference documentation; ``tests/test_hookspecs.py``
+fails when a hook lacks a docstring or a test.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+    import typer
+
+    from hbench.models import Attempt, LaneSpec, Prompt, Scorecard
+
+hookspec = pluggy.HookspecMarker("hbench")
+
+Register = Callable[..., None]
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def hbench_register_lane_kinds(register: Register) -> None:
+    """Register lane kinds (serving backends).
+
+    ``register(kind)`` where ``kind`` is a :class:`hbench.lanes.LaneKind` instance: it
+    knows how to reach, health-check, start, stop and describe one kind of server
+    (``openai``, ``llamacpp``, ``vllm``, ``nim``, ``ollama``, ``embedded``).
+    """
+
+
+@hookspec
+def hbench_register_lanes(register: Register) -> None:
+    """Register ready-made candidate lanes.
+
+    ``register(spec)`` where ``spec`` is a :class:`hbench.models.LaneSpec`. This is what
+    ``pip install hermes-bench-lane-gptoss`` adds; ``hbench run --lanes all`` runs them.
+    Lanes in ``hbench.toml`` with the same name override plugin lanes.
+    """
+
+
+@hookspec
+def hbench_register_checks(register: Register) -> None:
+    """Register check kinds.
+
+    ``register(cls)`` where ``cls`` is an attrs class with ``name: ClassVar[str]`` (the
+    ``kind`` used in prompts), attrs fields for its options (validated with cattrs when a
+    suite loads, extra keys refused) and ``check(self, answer: str) -> CheckResult``.
+    Optional class variables: ``regex_fields`` (fields whose substituted placeholder
+    values are regex-escaped) and ``gate`` (e.g. ``"honesty"``: failing such a prompt by
+    majority makes a lane unrankable).
+    """
+
+
+@hookspec
+def hbench_register_probes(register: Register) -> None:
+    """Register telemetry probes.
+
+    ``register(probe)`` where ``probe`` is a :class:`hbench.probes.Probe`: ``name``,
+    ``available() -> (bool, why)`` and ``sample() -> dict``. Import heavy libraries
+    (pynvml) inside those methods, never at module import.
+    """
+
+
+@hookspec
+def hbench_register_reporters(register: Register) -> None:
+    """Register result sinks.
+
+    ``register(reporter)`` where ``reporter`` is a :class:`hbench.reporters.Reporter`:
+    ``name`` and ``write(scorecards, out_dir, context) -> list[Path]``. Selected with
+    ``hbench run --report NAME,...`` and used by ``hbench report``.
+    """
+
+
+@hookspec
+def hbench_register_agents(register: Register) -> None:
+    """Register agent drivers.
+
+    ``register(agent)`` where ``agent`` is a :class:`hbench.agents.Agent`: ``name``,
+    ``capabilities``, ``usable() -> (bool, why)`` and
+    ``run_attempt(ctx) -> Attempt``. Chosen with ``--agent`` or a lane's ``agent``.
+    """
+
+
+@hookspec
+def hbench_register_tools(register: Register) -> None:
+    """Register sandboxed tools for the built-in agent.
+
+    ``register(tool)`` where ``tool`` is a :class:`hbench.tools.Tool`: ``name``, a JSON
+    ``parameters`` schema, ``description`` and ``call(args, sandbox) -> str``. Every path
+    must resolve through the sandbox.
+    """
+
+
+@hookspec
+def hbench_register_suites(register: Register) -> None:
+    """Register suites.
+
+    ``register(path, name=NAME)`` where ``path`` is a suite folder (``suite.toml``,
+    ``prompts.jsonl``, ``ground_truth.json``, ``fixtures/``). ``hbench run --suite NAME``.
+    """
+
+
+@hookspec
+def hbench_register_commands(app: typer.Typer) -> None:
+    """Add commands to the ``hbench`` CLI: ``@app.command() def mycmd(): ...``."""
+
+
+# --------------------------------------------------------------------------- broadcasts
+# Called for every plugin; return values are ignored. Live sinks use these to stream.
+
+
+@hookspec
+def hbench_attempt_finished(attempt: Attempt, lane: LaneSpec, prompt: Prompt) -> None:
+    """An attempt was scored and journaled. Called once per attempt, as it ends."""
+
+
+@hookspec
+def hbench_lane_finished(scorecard: Scorecard, lane: LaneSpec) -> None:
+    """A lane finished (or failed); its scorecard is final."""
+
+
+@hookspec
+def hbench_run_finished(scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> None:
+    """A run finished; every lane's scorecard is final and reports are written."""

@@ -1,0 +1,252 @@
+"""The data that flows between the parts (DESIGN.md is the contract).
+
+attrs classes only; cattrs turns them into and out of TOML/JSON at the edges
+(``config.py``, ``suite.py``, ``journal.py``, the json reporter). Field names here are
+the scorecard's stable keys: rename one and you break ``hbench.scorecard/1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+SCORECARD_SCHEMA = "hbench.scorecard/1"
+JOURNAL_SCHEMA = "hbench.journal/1"
+
+
+# --------------------------------------------------------------------------- lanes
+
+
+@attrs.define
+class LaneSpec:
+    """A candidate brain: a model behind an OpenAI-compatible server.
+
+    ``api_key_env`` names the environment variable holding the key; the key itself is
+    never stored in a LaneSpec, a journal or a report.
+    """
+
+    name: str
+    kind: str = "openai"
+    base_url: str | None = None  # ".../v1"; a managed kind may fill it in at start
+    model: str | None = None  # the id sent in requests (None = ask /v1/models)
+    api_key_env: str | None = None
+    start: list[str] | None = None  # managed lifecycle: command run in its own process group
+    env: dict[str, str] = attrs.field(factory=dict)  # extra environment for `start`
+    options: dict[str, Any] = attrs.field(factory=dict)  # kind-specific options
+    ready_timeout_s: float = 600.0
+    expected_memory_gb: float | None = None
+    context_length: int | None = None
+    temperature: float | None = None  # sampling overrides (None = the suite's default)
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    tags: list[str] = attrs.field(factory=list)
+    agent: str | None = None  # agent driver for this lane (None = the run's, default builtin)
+    agent_options: dict[str, Any] = attrs.field(factory=dict)  # e.g. {"hermes_bin": "..."}
+    #: where the spec came from ("hbench.toml", a plugin name, "--lane-url"); not user-set
+    source: str = ""
+
+
+# --------------------------------------------------------------------------- suites
+
+
+@attrs.frozen
+class CheckResult:
+    """What a check says about one answer. ``why`` is one line a person can act on."""
+
+    passed: bool
+    why: str
+
+
+@attrs.frozen
+class SuiteDefaults:
+    runs: int = 5
+    timeout_s: float = 360.0
+    max_turns: int = 12
+    max_tokens: int = 1024
+    temperature: float = 0.0
+
+
+@attrs.frozen
+class Prompt:
+    """One graded task. ``check`` is a configured check-kind instance (see checks)."""
+
+    id: str
+    prompt: str
+    check: Any
+    category: str = ""
+    core: bool = True
+    conditional: str | None = None  # capability name ("mcp", "rag"), or None
+    expect_tool_any: tuple[str, ...] = ()
+    vibe: bool = False
+    note: str = ""
+    line: int = 0  # line in prompts.jsonl, for error messages
+
+
+@attrs.frozen
+class Suite:
+    name: str
+    version: str
+    description: str
+    system_prompt: str
+    defaults: SuiteDefaults
+    prompts: tuple[Prompt, ...]
+    ground_truth: dict[str, str]
+    path: str  # the suite folder
+    fixtures_dir: str | None  # template folder (rendered per run) or None
+    sha256: str  # over suite.toml + prompts + ground truth
+    fixtures_sha256: str  # over the rendered fixture tree (sorted paths + bytes)
+    layout: str = "hbench"  # or "hermes-brain-bench-0.1"
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+@attrs.define
+class ToolCall:
+    """One tool call the agent made, as it was executed."""
+
+    name: str
+    arguments: Any  # dict when it parsed, else the raw string
+    id: str = ""
+    ok: bool = True
+    result: str = ""  # what the model saw (capped)
+    error: str | None = None  # tool error / refusal reason the model saw
+    format_error: bool = False  # malformed arguments JSON
+
+
+@attrs.define
+class Turn:
+    """One model request/response inside an attempt."""
+
+    wall_s: float = 0.0
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    server_timings: dict[str, Any] | None = None  # llama.cpp `timings` when present
+
+
+@attrs.define
+class Attempt:
+    """One run of one prompt on one lane: the unit the journal records."""
+
+    lane: str
+    prompt_id: str
+    n: int  # 1-based attempt index within the prompt
+    agent: str = "builtin"
+    answer: str = ""
+    tool_calls: list[ToolCall] = attrs.field(factory=list)
+    transcript: list[dict[str, Any]] = attrs.field(factory=list)
+    turns: list[Turn] = attrs.field(factory=list)
+    check: CheckResult | None = None
+    tool_ok: bool = True  # expect_tool_any satisfied (or empty)
+    passed: bool = False
+    runaway: str | None = None  # "timeout" | "max_turns" | "loop" (+ detail)
+    error: str | None = None  # transport / server / agent error after retries
+    format_errors: int = 0
+    wall_s: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+# --------------------------------------------------------------------------- scorecard
+
+
+@attrs.define
+class AttemptSummary:
+    n: int
+    passed: bool
+    runaway: str | None
+    error: str | None
+    answer: str
+    tools: list[str]
+    wall_s: float
+    why: str = ""
+
+
+@attrs.define
+class PromptScore:
+    id: str
+    category: str
+    core: bool
+    runs: int  # attempts that ran
+    passes: int
+    pass_rate: float
+    pass_hat_k: dict[str, float]  # {"1": .., "2": .., ...} (JSON object keys are strings)
+    agreement: float
+    correct_tool_rate: float
+    runaway_rate: float
+    format_errors: int
+    errors: int
+    majority_pass: bool
+    gate: str | None = None  # e.g. "honesty" when this prompt is a gate
+    skipped: str | None = None  # why it did not run (conditional, core-only)
+    wall_s: dict[str, float] = attrs.field(factory=dict)  # p50/max
+    attempts: list[AttemptSummary] = attrs.field(factory=list)
+
+
+@attrs.define
+class Latency:
+    p50_s: float | None = None
+    p95_s: float | None = None
+    max_s: float | None = None
+
+
+@attrs.define
+class Throughput:
+    tok_s: float | None = None  # median client-side decode tok/s
+    ttft_ms: float | None = None
+    samples: list[dict[str, Any]] = attrs.field(factory=list)
+    server_tok_s: float | None = None
+    disagreement: bool = False  # client vs server differ by >10%
+    error: str | None = None
+
+
+@attrs.define
+class Telemetry:
+    n_samples: int = 0
+    gpu_util_mean: float | None = None
+    gpu_util_max: float | None = None
+    unified_used_gb_max: float | None = None
+    gpu_temp_c_max: float | None = None
+    power_w_max: float | None = None
+    rss_gb_max: float | None = None
+    cpu_percent_mean: float | None = None
+    probes: dict[str, str] = attrs.field(factory=dict)  # probe name -> "ok" | why unavailable
+    series: list[dict[str, Any]] = attrs.field(factory=list)
+
+
+@attrs.define
+class Scorecard:
+    """``results/<lane>.json`` (schema ``hbench.scorecard/1``)."""
+
+    lane: dict[str, Any]  # {name, kind, model, base_url, served_model, ...}
+    suite: dict[str, Any]  # {name, version, sha256, fixtures_sha256}
+    runs: int
+    core_pass: int
+    core_n: int
+    pass_rate: float
+    pass_rate_ci95: list[float]
+    pass_hat_k: dict[str, float]
+    consistency: float
+    runaway_rate: float
+    correct_tool_rate: float
+    format_error_rate: float
+    rankable: bool
+    gate: dict[str, Any]  # {"passed": bool, "failed": [prompt ids], "reason": str}
+    throughput: Throughput = attrs.field(factory=Throughput)
+    latency: Latency = attrs.field(factory=Latency)
+    telemetry: Telemetry = attrs.field(factory=Telemetry)
+    prompts: list[PromptScore] = attrs.field(factory=list)
+    provenance: dict[str, Any] = attrs.field(factory=dict)
+    agent: dict[str, Any] = attrs.field(factory=dict)  # {name, version}
+    adaptive: bool = False
+    attempts_run: int = 0
+    error_rate: float = 0.0
+    failed: str | None = None  # the lane failed to run (start/ready/died), with reason
+    warnings: list[str] = attrs.field(factory=list)
+    schema: str = SCORECARD_SCHEMA

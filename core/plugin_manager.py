@@ -1,0 +1,327 @@
+"""The plugin manager and the registries it fills.
+
+Built-ins come from :data:`BUILTIN_PLUGINS`, registered by the same manager as third-party
+plugins, which come from the entry-point group ``hbench``. Each entry point loads inside
+its own guard: a broken plugin is recorded (``hbench plugins`` shows it, the log says so)
+and the rest load; ``strict=True`` (``--strict-plugins``) makes it fatal.
+
+Environment:
+
+* ``HBENCH_LOAD_PLUGINS`` - comma-separated allow-list of entry-point or distribution
+  names; set but empty loads no third-party plugin.
+* ``HBENCH_DISABLE_PLUGINS`` - comma-separated names never loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib import metadata
+from typing import Any, Callable, Iterator
+
+import attrs
+import pluggy
+
+from hbench import __version__, hookspecs
+from hbench.errors import PluginError
+
+#: Built-in plugins, in registration order. Each module implements hooks with ``hookimpl``.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "hbench.plugins.lanes",
+    "hbench.plugins.checks",
+    "hbench.plugins.probes",
+    "hbench.plugins.reporters",
+    "hbench.plugins.agents",
+    "hbench.plugins.tools",
+    "hbench.suites",
+)
+
+ENTRY_POINT_GROUP = "hbench"
+
+
+@attrs.define
+class PluginInfo:
+    """One plugin as ``hbench plugins`` shows it."""
+
+    name: str
+    version: str
+    builtin: bool
+    status: str = "ok"  # "ok" | "error" | "disabled"
+    hooks: list[str] = attrs.field(factory=list)
+    error: str | None = None
+    dist: str | None = None
+
+
+@attrs.define
+class Entry:
+    name: str
+    obj: Any
+    plugin: str
+
+
+class Registry:
+    """Everything of one kind (checks, lanes, ...) that plugins registered, by name."""
+
+    def __init__(self, what: str):
+        self.what = what  # singular, for messages: "check kind", "lane"
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, name: str, obj: Any, plugin: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin!r} registered a {self.what} without a name: {obj!r}")
+        if name in self._entries:
+            first = self._entries[name].plugin
+            raise PluginError(
+                f"duplicate {self.what} {name!r}: registered by plugin {first!r} and by plugin "
+                f"{plugin!r}; uninstall or disable one of them (HBENCH_DISABLE_PLUGINS={plugin})"
+            )
+        self._entries[name] = Entry(name, obj, plugin)
+
+    def get(self, name: str) -> Any:
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            raise LookupError(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        return f"unknown {self.what} {name!r} (installed: {', '.join(self.names()) or 'none'})"
+
+    def plugin_of(self, name: str) -> str:
+        return self._entries[name].plugin
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@attrs.define
+class Registries:
+    lane_kinds: Registry = attrs.field(factory=lambda: Registry("lane kind"))
+    lanes: Registry = attrs.field(factory=lambda: Registry("lane"))
+    checks: Registry = attrs.field(factory=lambda: Registry("check kind"))
+    probes: Registry = attrs.field(factory=lambda: Registry("probe"))
+    reporters: Registry = attrs.field(factory=lambda: Registry("reporter"))
+    agents: Registry = attrs.field(factory=lambda: Registry("agent"))
+    tools: Registry = attrs.field(factory=lambda: Registry("tool"))
+    suites: Registry = attrs.field(factory=lambda: Registry("suite"))
+
+
+#: registration hook name -> Registries attribute
+REGISTRATION_HOOKS: dict[str, str] = {
+    "hbench_register_lane_kinds": "lane_kinds",
+    "hbench_register_lanes": "lanes",
+    "hbench_register_checks": "checks",
+    "hbench_register_probes": "probes",
+    "hbench_register_reporters": "reporters",
+    "hbench_register_agents": "agents",
+    "hbench_register_tools": "tools",
+    "hbench_register_suites": "suites",
+}
+
+
+def _env_list(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _validate(attr: str, name: str, obj: Any, plugin: str) -> None:
+    from hbench.models import LaneSpec
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise PluginError(f"plugin {plugin!r} registered {attr[:-1].replace('_', ' ')} {name!r}: {what}")
+
+    if attr == "lanes":
+        need(isinstance(obj, LaneSpec), "expected an hbench.models.LaneSpec")
+    elif attr == "checks":
+        need(attrs.has(obj) and callable(getattr(obj, "check", None)), "expected an attrs class with check(answer)")
+    elif attr == "probes":
+        need(callable(getattr(obj, "sample", None)) and callable(getattr(obj, "available", None)),
+             "expected a probe with available() and sample()")
+    elif attr == "reporters":
+        need(callable(getattr(obj, "write", None)), "expected a reporter with write(scorecards, out_dir, context)")
+    elif attr == "agents":
+        need(callable(getattr(obj, "run_attempt", None)), "expected an agent with run_attempt(ctx)")
+    elif attr == "tools":
+        need(callable(getattr(obj, "call", None)), "expected a tool with call(args, sandbox)")
+
+
+class HBenchPlugins:
+    """The plugin manager plus what it knows about each plugin."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.pm = pluggy.PluginManager("hbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._registries: Registries | None = None
+        self._load_builtins()
+        self._load_entry_points()
+        self._check_pending()
+
+    # ----------------------------------------------------------------- loading
+    def _fail(self, info: PluginInfo, error: str) -> None:
+        from hbench.logging import get_logger
+
+        info.status, info.error = "error", error
+        self.infos[info.name] = info
+        get_logger().warning("plugin.broken", plugin=info.name, error=error)
+        if self.strict:
+            raise PluginError(f"plugin {info.name!r} failed: {error} (--strict-plugins)")
+
+    def _load_builtins(self) -> None:
+        for modname in BUILTIN_PLUGINS:
+            info = PluginInfo(name=modname, version=__version__, builtin=True, dist="hermes-bench")
+            mod = importlib.import_module(modname)  # a broken built-in is our bug: let it raise
+            self.pm.register(mod, name=modname)
+            self.infos[modname] = info
+
+    def _load_entry_points(self) -> None:
+        allow = _env_list("HBENCH_LOAD_PLUGINS")
+        deny = _env_list("HBENCH_DISABLE_PLUGINS") or set()
+        seen: set[str] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else "?"
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            info = PluginInfo(name=ep.name, version=version, builtin=False, dist=dist)
+            names = {ep.name, dist} - {None}
+            if (allow is not None and not names & allow) or names & deny:
+                info.status = "disabled"
+                self.infos[ep.name] = info
+                continue
+            try:
+                plugin = ep.load()
+                if self.pm.is_registered(plugin):
+                    continue
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                self._fail(info, f"{type(exc).__name__}: {exc}")
+                continue
+            self.infos[ep.name] = info
+
+    def _check_pending(self) -> None:
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or str(exc.plugin)
+            self.pm.unregister(exc.plugin)
+            info = self.infos.get(name) or PluginInfo(name=name, version="?", builtin=False)
+            self._fail(info, f"unknown hook: {exc}")
+            self._check_pending()
+
+    # ----------------------------------------------------------------- hooks
+    def hook_names(self, plugin_name: str) -> list[str]:
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is None:
+            return []
+        return sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
+
+    def call_each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
+        """Yield ``(plugin_name, call)`` for each implementation of ``hook``, in
+        registration order; ``call()`` runs that one implementation with the arguments
+        it declares. Calling them one by one isolates plugins and attributes results."""
+        caller = getattr(self.pm.hook, hook)
+        for impl in reversed(caller.get_hookimpls()):
+            args = {k: v for k, v in kwargs.items() if k in impl.argnames}
+            yield impl.plugin_name, (lambda f=impl.function, a=args: f(**a))
+
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register a plugin object at run time (tests, ``hbench.testing``)."""
+        name = self.pm.register(plugin, name=name) or name or repr(plugin)
+        self.infos[name] = PluginInfo(name=name, version="?", builtin=False)
+        self.pm.check_pending()
+        self._registries = None
+        return name
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self.infos.pop(name, None)
+        self._registries = None
+
+    @property
+    def registries(self) -> Registries:
+        if self._registries is None:
+            self._registries = self._collect()
+        return self._registries
+
+    def _collect(self) -> Registries:
+        reg = Registries()
+        for hook, attr in REGISTRATION_HOOKS.items():
+            registry: Registry = getattr(reg, attr)
+            for plugin_name in [impl.plugin_name for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())]:
+
+                def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
+                    key = name if name is not None else getattr(obj, "name", None)
+                    _validate(attr, key, obj, _p)
+                    registry.add(key, obj, _p)
+
+                impl = next(i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin_name == plugin_name)
+                try:
+                    impl.function(register=register)
+                except PluginError as exc:
+                    if self.strict or self.infos.get(plugin_name, PluginInfo("", "", True)).builtin:
+                        raise
+                    self._fail(self.infos[plugin_name], str(exc))
+                except Exception as exc:  # noqa: BLE001
+                    info = self.infos[plugin_name]
+                    if info.builtin:
+                        raise
+                    self._fail(info, f"{hook} raised {type(exc).__name__}: {exc}")
+        return reg
+
+    def broadcast(self, hook: str, **kwargs: Any) -> None:
+        """Call a broadcast hook on every plugin; a failing sink is logged, never fatal."""
+        from hbench.logging import get_logger
+
+        for plugin_name, call in self.call_each(hook, **kwargs):
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001
+                get_logger().warning("plugin.hook_failed", plugin=plugin_name, hook=hook,
+                                     error=f"{type(exc).__name__}: {exc}")
+                if self.strict:
+                    raise PluginError(f"plugin {plugin_name!r}: {hook} raised {exc}") from exc
+
+    def plugin_list(self) -> list[PluginInfo]:
+        out = []
+        for info in self.infos.values():
+            info.hooks = self.hook_names(info.name)
+            out.append(info)
+        return out
+
+
+_current: HBenchPlugins | None = None
+
+
+def get_plugins(strict: bool | None = None) -> HBenchPlugins:
+    """The process-wide plugin manager (built on first use)."""
+    global _current
+    if _current is None or (strict is not None and strict != _current.strict):
+        _current = HBenchPlugins(strict=bool(strict))
+    return _current
+
+
+def get_registries() -> Registries:
+    return get_plugins().registries
+
+
+def reset_plugins() -> None:
+    """Forget the manager (tests, and after installing plugins in-process)."""
+    global _current
+    _current = None

@@ -1,0 +1,1 @@
+"""Built-in plugins of hbench: lanes, checks, probes, reporters, agents, tools."""

@@ -1,0 +1,16 @@
+"""Bundled suites: every sub-folder holding a suite.toml is registered under its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hbench import hookimpl
+
+HERE = Path(__file__).parent
+
+
+@hookimpl
+def hbench_register_suites(register):  # noqa: ANN001, ANN201
+    for child in sorted(HERE.iterdir()):
+        if (child / "suite.toml").is_file():
+            register(child, name=child.name)
