@@ -73,7 +73,8 @@ def hbench_register_checks(register: Register) -> None:
 def hbench_register_probes(register: Register) -> None:
     """Register telemetry probes.
 
-    ``register(probe)`` where ``probe`` is a :class:`hbench.probes.Probe`: ``name``,
+    ``register(cls)`` where ``cls`` is a :class:`hbench.probes.Probe` subclass (the
+    runner makes one instance per run: probes hold state): ``name``,
     ``available() -> (bool, why)`` and ``sample() -> dict``. Import heavy libraries
     (pynvml) inside those methods, never at module import.
     """
