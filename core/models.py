@@ -36,6 +36,8 @@ class LaneSpec:
     options: dict[str, Any] = attrs.field(factory=dict)  # kind-specific options
     ready_timeout_s: float = 600.0
     expected_memory_gb: float | None = None
+    stop_grace_s: float = 20.0  # SIGTERM -> SIGKILL grace for a managed lane's process group
+    memory_return_timeout_s: float = 120.0  # after a stop, wait this long for memory to come back
     context_length: int | None = None
     temperature: float | None = None  # sampling overrides (None = the suite's default)
     top_p: float | None = None
