@@ -43,6 +43,9 @@ class LaneSpec:
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    #: stream chat requests that carry tools; false for servers that cannot (llama-cpp-python's
+    #: chatml-function-calling raises "Automatic streaming tool choice is not supported")
+    stream_tools: bool = True
     tags: list[str] = attrs.field(factory=list)
     agent: str | None = None  # agent driver for this lane (None = the run's, default builtin)
     agent_options: dict[str, Any] = attrs.field(factory=dict)  # e.g. {"hermes_bin": "..."}
