@@ -190,6 +190,7 @@ class PromptScore:
     majority_pass: bool
     gate: str | None = None  # e.g. "honesty" when this prompt is a gate
     skipped: str | None = None  # why it did not run (conditional, core-only)
+    vibe: bool = False  # the prompt's `vibe` flag: review.md lists its answers for a person
     wall_s: dict[str, float] = attrs.field(factory=dict)  # p50/max
     attempts: list[AttemptSummary] = attrs.field(factory=list)
 
@@ -221,6 +222,7 @@ class Telemetry:
     power_w_max: float | None = None
     rss_gb_max: float | None = None
     cpu_percent_mean: float | None = None
+    gpu_mem_used_gb_max: float | None = None  # dedicated GPU memory (discrete GPUs)
     probes: dict[str, str] = attrs.field(factory=dict)  # probe name -> "ok" | why unavailable
     series: list[dict[str, Any]] = attrs.field(factory=list)
 

@@ -1,0 +1,174 @@
+"""Reporters: the json scorecard, summary.md (golden), review.md, and `hbench report`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hbench.models import AttemptSummary, Latency, PromptScore, Scorecard, Telemetry, Throughput
+from hbench.report import (
+    ScorecardError,
+    load_scorecard,
+    sanitise_text,
+    scorecard_schema,
+    scorecard_to_dict,
+    validate_scorecard,
+)
+
+DATA = Path(__file__).parent / "data"
+SCORECARDS = DATA / "scorecards"
+RUN_LANES = ["llamacpp-qwen3-8b", "vllm-gptoss-20b", "ollama-llama3.2-3b"]
+
+
+@pytest.fixture(autouse=True)
+def _validate_written_scorecards(monkeypatch):
+    monkeypatch.setenv("HBENCH_VALIDATE_SCORECARDS", "1")
+
+
+def registries():
+    from hbench.plugin_manager import get_registries
+
+    return get_registries()
+
+
+def make_scorecard(name: str = "lane-a", **over) -> Scorecard:
+    attempts = [AttemptSummary(n=i, passed=i != 3, runaway=None if i != 3 else "loop", error=None,
+                               answer=f"answer {i}", tools=["read_file"], wall_s=1.0 + i, why="ok")
+                for i in range(1, 4)]
+    ps = PromptScore(id="p1", category="files", core=True, runs=3, passes=2, pass_rate=2 / 3,
+                     pass_hat_k={"1": 2 / 3, "2": 1 / 3, "3": 0.0}, agreement=2 / 3, correct_tool_rate=1.0,
+                     runaway_rate=1 / 3, format_errors=0, errors=0, majority_pass=True, attempts=attempts)
+    fields = dict(
+        lane={"name": name, "kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+        suite={"name": "s", "version": "1", "sha256": "0" * 64, "fixtures_sha256": "1" * 64},
+        runs=3, core_pass=1, core_n=1, pass_rate=2 / 3, pass_rate_ci95=[0.2, 0.94],
+        pass_hat_k={"1": 2 / 3}, consistency=2 / 3, runaway_rate=1 / 3, correct_tool_rate=1.0,
+        format_error_rate=0.0, rankable=True, gate={"passed": True, "failed": [], "reason": ""},
+        throughput=Throughput(tok_s=50.0, ttft_ms=100.0), latency=Latency(2.0, 4.0, 4.0),
+        telemetry=Telemetry(n_samples=2, unified_used_gb_max=3.5), prompts=[ps],
+        provenance={"hbench_version": "0.1.0", "started_at": "2026-01-01T00:00:00Z",
+                    "finished_at": "2026-01-01T00:01:00Z", "host": {}, "plugins": {}},
+    )
+    fields.update(over)
+    return Scorecard(**fields)
+
+
+# --------------------------------------------------------------------------- json
+
+
+def test_json_reporter_is_registered_and_round_trips(tmp_path):
+    sc = make_scorecard("llama/cpp q4")
+    paths = registries().reporters.get("json").write([sc], tmp_path, {"journal": None, "suite": None,
+                                                                        "allow_mixed": False})
+    assert [p.name for p in paths] == ["llama_cpp_q4.json"]
+    data = json.loads(paths[0].read_text())
+    assert list(data)[0] == "schema" and data["schema"] == "hbench.scorecard/1"
+    validate_scorecard(paths[0])
+    assert load_scorecard(paths[0]) == sc
+
+
+def test_json_has_every_key_design_lists(tmp_path):
+    (path,) = registries().reporters.get("json").write([make_scorecard()], tmp_path, {})
+    data = json.loads(path.read_text())
+    top = ("lane suite runs core_pass core_n pass_rate pass_rate_ci95 pass_hat_k consistency runaway_rate "
+           "correct_tool_rate format_error_rate rankable gate throughput latency telemetry prompts provenance")
+    for key in top.split():
+        assert key in data, key
+    assert {"name", "kind", "model", "base_url"} <= set(data["lane"])
+    assert {"name", "version", "sha256", "fixtures_sha256"} <= set(data["suite"])
+    assert {"tok_s", "ttft_ms", "samples", "server_tok_s"} <= set(data["throughput"])
+    assert {"p50_s", "p95_s", "max_s"} <= set(data["latency"])
+    assert {"n_samples", "gpu_util_mean", "gpu_util_max", "unified_used_gb_max", "gpu_temp_c_max"} <= set(
+        data["telemetry"])
+    assert {"id", "category", "core", "pass_rate", "agreement", "attempts"} <= set(data["prompts"][0])
+    assert {"n", "passed", "runaway", "error", "answer", "tools", "wall_s"} <= set(data["prompts"][0]["attempts"][0])
+    assert {"hbench_version", "started_at", "finished_at", "host", "plugins"} <= set(data["provenance"])
+
+
+def test_schema_covers_every_scorecard_field():
+    """A field added to models.Scorecard must be described in the shipped schema."""
+    schema = scorecard_schema()
+    assert {f.name for f in attrs.fields(Scorecard)} <= set(schema["properties"])
+    prompt_props = schema["$defs"]["prompt"]["properties"]
+    assert {f.name for f in attrs.fields(PromptScore)} <= set(prompt_props)
+    assert {f.name for f in attrs.fields(AttemptSummary)} <= set(schema["$defs"]["attempt"]["properties"])
+
+
+def test_no_secret_and_no_home_path(tmp_path, monkeypatch):
+    from hbench.logging import register_secret
+
+    home = tmp_path / "home" / "alice"
+    monkeypatch.setenv("HOME", str(home))
+    secret = "sk-test-7f3a9c1e55d0"
+    register_secret(secret)
+    sc = make_scorecard(
+        lane={"name": "a", "kind": "openai", "model": "m", "base_url": "http://x/v1", "api_key": secret,
+              "api_key_env": "MY_KEY"},
+        provenance={"hbench_version": "0.1.0", "started_at": "", "finished_at": "", "plugins": {},
+                    "host": {"cwd": f"{home}/bench", "models": f"{home}", "other": f"{home}x/keep"}},
+        warnings=[f"server said: bad key {secret}"],
+    )
+    (path,) = registries().reporters.get("json").write([sc], tmp_path / "out", {})
+    text = path.read_text()
+    assert secret not in text and "api_key\"" not in text
+    data = json.loads(text)
+    assert data["lane"]["api_key_env"] == "MY_KEY"
+    assert data["provenance"]["host"] == {"cwd": "~/bench", "models": "~", "other": f"{home}x/keep"}
+    assert data["warnings"] == ["server said: bad key ***"]
+
+
+@given(st.text(alphabet="/abcé._-x ", max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_home_replacement_only_touches_the_home_dir(suffix):
+    import re
+
+    home = re.compile(r"/home/al(?=[/\\]|$|[^\w.\-])")
+    out = sanitise_text("/home/al" + suffix, home)
+    if suffix == "" or suffix[0] in "/ ":
+        assert out.startswith("~")
+        assert "/home/al" + suffix[:1] not in out[:9]
+    else:
+        assert out.startswith("/home/al" + suffix[0])
+
+
+def test_nan_becomes_null_and_the_schema_catches_it():
+    data = scorecard_to_dict(make_scorecard(pass_rate=float("nan"), throughput=Throughput(tok_s=float("inf"))))
+    assert data["pass_rate"] is None and data["throughput"]["tok_s"] is None
+    with pytest.raises(ScorecardError, match="pass_rate"):
+        validate_scorecard(data)
+
+
+def test_load_errors_name_the_file_and_key(tmp_path):
+    bad_json = tmp_path / "a.json"
+    bad_json.write_text('{"schema": "hbench.scorecard/1",')
+    with pytest.raises(ScorecardError, match=r"a\.json:1:\d+: invalid JSON"):
+        load_scorecard(bad_json)
+    other = tmp_path / "b.json"
+    other.write_text(json.dumps({"schema": "hbench.scorecard/9"}))
+    with pytest.raises(ScorecardError, match=r"b\.json: schema is 'hbench.scorecard/9'"):
+        load_scorecard(other)
+    data = scorecard_to_dict(make_scorecard())
+    data["runs"] = "five"
+    del data["core_n"]
+    broken = tmp_path / "c.json"
+    broken.write_text(json.dumps(data))
+    with pytest.raises(ScorecardError) as ei:
+        load_scorecard(broken)
+    msg = str(ei.value)
+    assert "c.json" in msg and "scorecard.runs" in msg and "scorecard.core_n" in msg
+    with pytest.raises(ScorecardError, match="no such scorecard"):
+        load_scorecard(tmp_path / "missing.json")
+
+
+def test_fixture_scorecards_are_valid():
+    files = sorted(SCORECARDS.glob("*.json"))
+    assert len(files) == 4
+    for f in files:
+        validate_scorecard(f)
+        assert load_scorecard(f).lane["name"] == f.stem
