@@ -1,13 +1,17 @@
 """The lane-kind interface and the lane lifecycle (``open_lane``).
 
 Kinds live in plugins/lanes/. ``open_lane`` is what the runner, ``hbench doctor`` and
-``hbench throughput`` use: it makes a lane ready (starting it first when it is managed),
-yields a :class:`RunningLane`, and stops it afterwards.
+``hbench throughput`` use: it makes a lane ready (starting it first when it is managed,
+see :mod:`hbench.lifecycle`), yields a :class:`RunningLane`, and stops it afterwards.
+
+Server facts (health endpoints, metric names) are in docs/LANES.md. Everything a server
+might not offer is looked up by name and reported as "unsupported" (None), never a crash.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +20,49 @@ from typing import Any, Callable, ClassVar, Iterator
 import attrs
 import httpx
 
-from hbench.errors import LaneError
+from hbench.errors import BadInput, LaneError
+from hbench.logging import get_logger
 from hbench.models import LaneSpec
+
+#: old vLLM metric sample names -> the current name (docs/LANES.md)
+METRIC_ALIASES: dict[str, str] = {
+    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
+    "vllm:time_per_output_token_seconds_sum": "vllm:inter_token_latency_seconds_sum",
+    "vllm:time_per_output_token_seconds_count": "vllm:inter_token_latency_seconds_count",
+}
+
+
+def server_root(base_url: str) -> str:
+    """``http://h:p/v1`` -> ``http://h:p`` (health and metrics live at the server root)."""
+    url = base_url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text -> ``{sample name: value summed over label sets}``.
+
+    Histogram buckets and ``_created`` samples are dropped; ``_sum``/``_count`` are kept
+    (diff them between two readings). Old vLLM names are also filed under the new name.
+    Raises ``ValueError`` for text that is not Prometheus exposition format.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_bucket") or s.name.endswith("_created"):
+                continue
+            out[s.name] = out.get(s.name, 0.0) + float(s.value)
+    for old, new in METRIC_ALIASES.items():
+        if old in out and new not in out:
+            out[new] = out[old]
+    return out
+
+
+def _delta(before: dict[str, float], after: dict[str, float], name: str) -> float | None:
+    if name in before and name in after:
+        return after[name] - before[name]
+    return None
 
 
 class LaneKind:
@@ -25,11 +70,49 @@ class LaneKind:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: metrics endpoints to try, relative to the server root (empty = no metrics)
+    metrics_paths: ClassVar[tuple[str, ...]] = ()
+    #: what to tell a user whose server leaks tool calls into content
+    tool_call_fix: ClassVar[str] = (
+        "enable the server's tool-call parser for this model so calls come back as "
+        "structured tool_calls"
+    )
+
+    # ------------------------------------------------------------------ starting
+    def build_start(self, lane: LaneSpec) -> list[str] | None:
+        """A start command built from kind-specific ``options`` (``{port}`` allowed), or None."""
+        return None
+
+    def stop_command(self, lane: LaneSpec) -> list[str] | None:
+        """A command run before the process group is signalled (``docker stop``), or None."""
+        return None
 
     def prepare(self, lane: LaneSpec, out_dir: Path) -> LaneSpec:
-        """Fill in what a managed kind decides itself (port, base_url, start). Default: as is."""
-        return lane
+        """Fill in what a managed lane leaves open: the start command, the port, base_url.
 
+        ``{port}`` and ``{host}`` in ``start``, ``env`` values and ``base_url`` are
+        replaced by ``options.port`` (or a free loopback port) and ``127.0.0.1``.
+        """
+        start = lane.start if lane.start is not None else self.build_start(lane)
+        if not start:
+            return lane
+        texts = [*start, *lane.env.values(), lane.base_url or ""]
+        port: int | None = None
+        if lane.base_url is None or any("{port}" in t for t in texts):
+            port = int(lane.options.get("port") or free_port())
+
+        def fill(text: str) -> str:
+            if port is not None:
+                text = text.replace("{port}", str(port))
+            return text.replace("{host}", "127.0.0.1")
+
+        base_url = fill(lane.base_url) if lane.base_url else f"http://127.0.0.1:{port}/v1"
+        return attrs.evolve(
+            lane, start=[fill(a) for a in start], base_url=base_url,
+            env={k: fill(v) for k, v in lane.env.items()},
+        )
+
+    # ------------------------------------------------------------------ asking
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
         """(ready?, detail). Default: ``GET {base_url}/models`` answers 200."""
         try:
@@ -38,22 +121,76 @@ class LaneKind:
             return False, f"not reachable ({type(exc).__name__})"
         return r.status_code == 200, f"/v1/models -> {r.status_code}"
 
-    def served_model(self, lane: LaneSpec, http: httpx.Client) -> str | None:
-        """The model id the server reports in ``/v1/models`` (first entry), or None."""
+    def _models(self, lane: LaneSpec, http: httpx.Client) -> list[dict[str, Any]]:
         try:
             r = http.get(f"{lane.base_url.rstrip('/')}/models")
             data = r.json().get("data") or []
-            return data[0].get("id") if data else None
+            return [d for d in data if isinstance(d, dict)]
         except Exception:  # noqa: BLE001 - an odd server is "unknown", never a crash
-            return None
+            return []
 
-    def server_metrics(self, lane: LaneSpec, http: httpx.Client) -> dict[str, Any] | None:
+    def served_model(self, lane: LaneSpec, http: httpx.Client) -> str | None:
+        """The model id the server reports in ``/v1/models``: the configured one when it is
+        listed (servers like Ollama list many), else the first entry; None when unknown."""
+        ids = [d.get("id") for d in self._models(lane, http) if isinstance(d.get("id"), str)]
+        if lane.model and lane.model in ids:
+            return lane.model
+        return ids[0] if ids else None
+
+    def context_length(self, lane: LaneSpec, http: httpx.Client) -> int | None:
+        """The context window the server was started with, when it says (else None)."""
+        for d in self._models(lane, http):
+            if lane.model and d.get("id") != lane.model:
+                continue
+            for key in ("max_model_len", "context_length"):
+                v = d.get(key)
+                if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                    return v
+        return None
+
+    def server_metrics(self, lane: LaneSpec, http: httpx.Client) -> dict[str, float] | None:
         """Server-side counters (Prometheus) by name, or None when unsupported."""
+        root = server_root(lane.base_url or "")
+        for path in self.metrics_paths:
+            try:
+                r = http.get(f"{root}{path}")
+            except httpx.HTTPError:
+                return None
+            if r.status_code != 200:
+                continue
+            try:
+                return parse_metrics(r.text)
+            except ValueError:
+                get_logger().info("lane.metrics_unparsable", lane=lane.name, path=path)
+                return None
+        return None
+
+    def server_decode_tok_s(self, before: dict[str, float], after: dict[str, float]) -> float | None:
+        """The server's own decode rate between two metric readings, or None.
+
+        vLLM/NIM: inter-token latency histogram (``count``/``sum`` deltas); llama.cpp:
+        ``tokens_predicted_total`` over ``tokens_predicted_seconds_total``.
+        """
+        n = _delta(before, after, "vllm:inter_token_latency_seconds_count")
+        s = _delta(before, after, "vllm:inter_token_latency_seconds_sum")
+        if n and s and n > 0 and s > 0:
+            return n / s
+        n = _delta(before, after, "llamacpp:tokens_predicted_total")
+        s = _delta(before, after, "llamacpp:tokens_predicted_seconds_total")
+        if n and s and n > 0 and s > 0:
+            return n / s
         return None
 
     def describe(self, lane: LaneSpec) -> dict[str, Any]:
         """Extra provenance for the scorecard (quant, server version, ...)."""
         return {}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def api_key_for(lane: LaneSpec) -> str | None:
@@ -67,6 +204,13 @@ def api_key_for(lane: LaneSpec) -> str | None:
     return key
 
 
+def lane_http(lane: LaneSpec, timeout: float = 10.0) -> httpx.Client:
+    """An httpx client for ``lane``: the API key goes only into the Authorization header."""
+    key = api_key_for(lane)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(timeout=timeout, headers=headers)
+
+
 @attrs.define
 class RunningLane:
     spec: LaneSpec  # base_url and model resolved
@@ -76,31 +220,44 @@ class RunningLane:
     log_path: Path | None = None
     alive: Callable[[], bool] = lambda: True
     warnings: list[str] = attrs.field(factory=list)
+    returncode: Callable[[], int | None] = lambda: None  # the managed server's exit code
 
     def is_alive(self) -> bool:
         return self.alive()
 
+    def died_reason(self) -> str:
+        """Why the lane is no longer alive, with the server's log tail (for a failed lane)."""
+        code = self.returncode()
+        tail = self.log_tail()
+        return (f"lane {self.spec.name!r}: server exited mid-run (exit code {code})"
+                + (f"\n--- last lines of {self.log_path} ---\n{tail}" if tail else ""))
+
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path or not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        from hbench.logging import scrub
+
+        return scrub("\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:]))
 
 
 def wait_ready(kind: LaneKind, lane: LaneSpec, timeout_s: float,
                on_status: Callable[[str], None] | None = None,
                alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``kind.ready`` until it says yes; ``on_status("loading, 40 s (...)")`` meanwhile.
+
+    Raises :class:`LaneError` when ``alive()`` turns false or ``timeout_s`` passes.
+    """
+    log = get_logger()
     start = time.monotonic()
-    headers = {}
-    key = api_key_for(lane)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
     detail = "no answer yet"
-    with httpx.Client(timeout=5.0, headers=headers) as http:
+    last_status = -1.0
+    with lane_http(lane, timeout=5.0) as http:
         while True:
             ok, detail = kind.ready(lane, http)
-            if ok:
-                return
             waited = time.monotonic() - start
+            if ok:
+                log.info("lane.ready", lane=lane.name, waited_s=round(waited, 2), detail=detail)
+                return
             if not alive():
                 raise LaneError(f"lane {lane.name!r}: server exited while loading ({detail})")
             if waited > timeout_s:
@@ -108,16 +265,32 @@ def wait_ready(kind: LaneKind, lane: LaneSpec, timeout_s: float,
                     f"lane {lane.name!r}: not ready after {timeout_s:.0f} s ({detail}); "
                     f"check base_url {lane.base_url} or raise ready_timeout_s"
                 )
-            if on_status:
+            if on_status and waited - last_status >= 1.0:
                 on_status(f"loading, {waited:.0f} s ({detail})")
+                last_status = waited
             time.sleep(0.25)
+
+
+def check_served_model(running: RunningLane) -> None:
+    """Record the served model id; a mismatch with the configured one is a warning."""
+    spec = running.spec
+    with lane_http(spec) as http:
+        running.served_model = running.kind.served_model(spec, http)
+    if spec.model is None:
+        spec.model = running.served_model
+    elif running.served_model and running.served_model != spec.model:
+        msg = (f"lane {spec.name!r}: configured model {spec.model!r} but the server reports "
+               f"{running.served_model!r}")
+        running.warnings.append(msg)
+        get_logger().warning("lane.model_mismatch", lane=spec.name, configured=spec.model,
+                             served=running.served_model)
 
 
 @contextmanager
 def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float = 2.0,
               on_status: Callable[[str], None] | None = None) -> Iterator[RunningLane]:
     """Make ``spec`` ready and yield it; managed lanes are started and stopped here."""
-    spec = kind.prepare(spec, out_dir)
+    spec = kind.prepare(attrs.evolve(spec), Path(out_dir))
     if spec.start:
         from hbench.lifecycle import managed_lane
 
@@ -128,12 +301,33 @@ def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: flo
         raise LaneError(f"lane {spec.name!r}: no base_url and no start command; set base_url in hbench.toml")
     wait_ready(kind, spec, spec.ready_timeout_s, on_status)
     running = RunningLane(spec=spec, kind=kind)
-    with httpx.Client(timeout=10.0) as http:
-        running.served_model = kind.served_model(spec, http)
-    if spec.model is None:
-        spec.model = running.served_model
-    elif running.served_model and running.served_model != spec.model:
-        running.warnings.append(
-            f"lane {spec.name!r}: configured model {spec.model!r} but the server reports {running.served_model!r}"
-        )
+    check_served_model(running)
     yield running
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def adhoc_lane(url: str, model: str | None, kind: str = "openai", api_key_env: str | None = None) -> LaneSpec:
+    """The lane ``--lane-url URL --model ID`` describes (``/v1`` appended when missing)."""
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"--lane-url {url!r}: expected http://HOST:PORT/v1")
+    base = url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return LaneSpec(name=model or "adhoc", kind=kind, base_url=base, model=model,
+                    api_key_env=api_key_env, source="--lane-url")
+
+
+def lookup_lane(name: str | None, lanes: dict[str, LaneSpec], kinds: Any) -> tuple[LaneSpec, LaneKind]:
+    """The lane called ``name`` (as ``hbench lanes`` lists them) and its kind object."""
+    if name is None:
+        raise BadInput("name a lane (see `hbench lanes`) or pass --lane-url URL --model ID")
+    if name not in lanes:
+        known = ", ".join(sorted(lanes)) or "none configured"
+        raise BadInput(f"unknown lane {name!r} (known: {known}); add [lanes.{name}] to hbench.toml "
+                       f"or pass --lane-url URL --model ID")
+    spec = lanes[name]
+    if spec.kind not in kinds:
+        raise BadInput(f"lane {name!r}: {kinds.unknown(spec.kind)}")
+    return spec, kinds.get(spec.kind)

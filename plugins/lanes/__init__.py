@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from hbench import hookimpl
 
-from hbench.plugins.lanes import embedded
+from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, vllm
 
 
 @hookimpl
 def hbench_register_lane_kinds(register):
+    for module in (openai, llamacpp, vllm, nim, ollama):
+        register(module.KIND)
     register(embedded.KIND)
 
 
