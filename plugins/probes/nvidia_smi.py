@@ -1,0 +1,117 @@
+"""``nvidia-smi``: the fallback when NVML cannot be used from Python.
+
+One field per query (``--query-gpu=FIELD``): on GB10 ``memory.used`` prints ``[N/A]``,
+and a one-row CSV of every field would need every field to parse. A field that is
+``[N/A]`` / ``[Not Supported]`` on every GPU is not polled again. Skipped while the
+``nvml`` probe is available (``fallback_for``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any, ClassVar
+
+import psutil
+
+from hbench.probes import GIB, Probe, ProbeGone
+
+#: query field -> what it becomes (memory fields are MiB)
+FIELDS: dict[str, str] = {
+    "utilization.gpu": "gpu_util",
+    "temperature.gpu": "gpu_temp_c",
+    "power.draw": "power_w",
+    "memory.used": "gpu_mem_used_gb",
+    "memory.total": "gpu_mem_total_gb",
+}
+UNIFIED_TOLERANCE = 0.05
+QUERY_TIMEOUT_S = 5.0
+
+
+def parse_field(stdout: str) -> list[float | None]:
+    """One value per GPU line; ``[N/A]``, ``[Not Supported]``, ``N/A`` or anything that
+    is not a number becomes None."""
+    out: list[float | None] = []
+    for line in stdout.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            out.append(float(text.split()[0]))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+class NvidiaSmiProbe(Probe):
+    name: ClassVar[str] = "nvidia-smi"
+    description: ClassVar[str] = "NVIDIA GPUs through nvidia-smi, one field per query (NVML fallback)"
+    priority: ClassVar[int] = 30
+    fallback_for: ClassVar[str | None] = "nvml"
+
+    def __init__(self, binary: str = "nvidia-smi"):
+        self._binary_name = binary
+        self._binary: str | None = None
+        self._off: set[str] = set()
+        self._unified = False
+
+    def _query(self, field: str) -> tuple[int, str]:
+        assert self._binary is not None
+        try:
+            proc = subprocess.run([self._binary, f"--query-gpu={field}", "--format=csv,noheader,nounits"],
+                                  capture_output=True, text=True, timeout=QUERY_TIMEOUT_S, check=False)
+        except FileNotFoundError:
+            raise ProbeGone(f"{self._binary} disappeared") from None
+        return proc.returncode, proc.stdout if proc.returncode == 0 else (proc.stderr or proc.stdout)
+
+    def available(self) -> tuple[bool, str]:
+        self._binary = shutil.which(self._binary_name)
+        if self._binary is None:
+            return False, "nvidia-smi is not on PATH (no NVIDIA driver utilities on this machine)"
+        try:
+            rc, text = self._query("index")
+        except (subprocess.TimeoutExpired, ProbeGone, OSError) as exc:
+            return False, f"nvidia-smi did not answer: {exc}"
+        if rc != 0:
+            first = (text.strip().splitlines() or ["no output"])[0]
+            return False, f"nvidia-smi failed (exit {rc}): {first}"
+        if not parse_field(text):
+            return False, "nvidia-smi lists no GPU"
+        rc, text = self._query("memory.total")
+        totals = [v for v in parse_field(text) if v is not None] if rc == 0 else []
+        ram_mib = psutil.virtual_memory().total / 2**20
+        if not totals or any(abs(t - ram_mib) <= UNIFIED_TOLERANCE * ram_mib for t in totals):
+            self._unified = True  # GB10: memory is the system's; meminfo reads it
+            self._off |= {"memory.used", "memory.total"}
+        return True, "ok"
+
+    def sample(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"unified_memory": self._unified}
+        errors: list[str] = []
+        for field, key in FIELDS.items():
+            if field in self._off:
+                continue
+            try:
+                rc, text = self._query(field)
+            except subprocess.TimeoutExpired:
+                errors.append(f"{field}: timed out")
+                continue
+            if rc != 0:
+                errors.append(f"{field}: exit {rc}: {(text.strip().splitlines() or [''])[0]}")
+                continue
+            values = parse_field(text)
+            known = [v for v in values if v is not None]
+            if not known:
+                self._off.add(field)  # [N/A] on every GPU: not polled again
+                continue
+            out["gpu_count"] = len(values)
+            if key in ("gpu_util", "gpu_temp_c"):
+                out[key] = max(known)
+            elif key.endswith("_gb"):
+                out[key] = sum(known) * 2**20 / GIB
+            else:
+                out[key] = sum(known)
+        polled = [f for f in FIELDS if f not in self._off]
+        if polled and len(errors) == len(polled):
+            raise RuntimeError(f"every nvidia-smi query failed ({errors[0]})")
+        return out
