@@ -237,7 +237,7 @@ class HBenchPlugins:
         registration order; ``call()`` runs that one implementation with the arguments
         it declares. Calling them one by one isolates plugins and attributes results."""
         caller = getattr(self.pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
+        for impl in caller.get_hookimpls():
             args = {k: v for k, v in kwargs.items() if k in impl.argnames}
             yield impl.plugin_name, (lambda f=impl.function, a=args: f(**a))
 
@@ -264,7 +264,7 @@ class HBenchPlugins:
         reg = Registries()
         for hook, attr in REGISTRATION_HOOKS.items():
             registry: Registry = getattr(reg, attr)
-            for plugin_name in [impl.plugin_name for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls())]:
+            for plugin_name in [impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()]:
 
                 def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
                     key = name if name is not None else getattr(obj, "name", None)

@@ -1,0 +1,17 @@
+"""Shared test setup. The scripted server and plugin fixtures come from the
+``hbench.testing`` pytest plugin (entry point ``pytest11``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hbench.plugin_manager import reset_plugins
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_manager():
+    """Each test sees a freshly built plugin manager (plugins registered by one test
+    never leak into the next)."""
+    reset_plugins()
+    yield
+    reset_plugins()

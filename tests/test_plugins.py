@@ -1,0 +1,318 @@
+"""The plugin core: built-ins, entry points, isolation of broken plugins, allow/deny
+lists, duplicate names, misspelled hooks, and the example packages installed for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hbench import hookimpl
+from hbench.errors import PluginError
+from hbench.models import LaneSpec
+from hbench.plugin_manager import BUILTIN_PLUGINS, HBenchPlugins, Registry, get_plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hbench_cmd(python: str | Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-c", "from hbench.cli import main; main()", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+    )
+
+
+def make_dist(root: Path, dist: str, module: str, source: str, ep_name: str | None = None) -> None:
+    """An installed distribution on ``root`` (dist-info with an ``hbench`` entry point):
+    exactly what pip leaves behind, without the pip run."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[hbench]\n{ep_name or module} = {module}\n")
+    (info / "RECORD").write_text("")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_duplicate_names_both_plugins():
+    reg = Registry("lane")
+    reg.add("qwen", object(), "plugin-a")
+    with pytest.raises(PluginError) as exc:
+        reg.add("qwen", object(), "plugin-b")
+    assert "plugin-a" in str(exc.value) and "plugin-b" in str(exc.value)
+
+
+def test_registry_unknown_lists_installed():
+    reg = Registry("check kind")
+    reg.add("substring", object(), "x")
+    reg.add("honesty", object(), "x")
+    with pytest.raises(LookupError, match=r"unknown check kind 'honsty' \(installed: honesty, substring\)"):
+        reg.get("honsty")
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+def test_builtins_load_with_their_hooks():
+    pl = HBenchPlugins()
+    names = [i.name for i in pl.plugin_list()]
+    for mod in BUILTIN_PLUGINS:
+        assert mod in names
+    suites = next(i for i in pl.plugin_list() if i.name == "hbench.suites")
+    assert "hbench_register_suites" in suites.hooks
+    assert suites.status == "ok" and suites.builtin
+
+
+def test_plugins_json_lists_builtins():
+    r = hbench_cmd(sys.executable, "plugins", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    by_name = {p["name"]: p for p in data}
+    assert set(BUILTIN_PLUGINS) <= set(by_name)
+    assert all(p["status"] == "ok" for p in data if p["builtin"])
+    assert "hbench_register_suites" in by_name["hbench.suites"]["hooks"]
+
+
+def test_register_plugin_for_one_test_and_duplicate_lane_names_both():
+    pl = get_plugins()
+
+    class One:
+        @hookimpl
+        def hbench_register_lanes(self, register):
+            register(LaneSpec(name="twin", kind="openai", base_url="http://127.0.0.1:9/v1"))
+
+    class Two:
+        @hookimpl
+        def hbench_register_lanes(self, register):
+            register(LaneSpec(name="twin", kind="openai", base_url="http://127.0.0.1:9/v1"))
+
+    pl.register(One(), name="one")
+    try:
+        assert pl.registries.lanes.plugin_of("twin") == "one"
+        pl.register(Two(), name="two")
+        pl.strict = True
+        with pytest.raises(PluginError, match=r"duplicate lane 'twin'.*'one'.*'two'"):
+            pl.registries  # noqa: B018
+        pl.strict = False
+        pl._registries = None
+        reg = pl.registries  # non-strict: the second plugin is marked broken, the first wins
+        assert reg.lanes.plugin_of("twin") == "one"
+        assert pl.infos["two"].status == "error" and "duplicate" in pl.infos["two"].error
+    finally:
+        pl.unregister("one")
+        pl.unregister("two")
+
+
+def test_register_hook_that_raises_is_isolated():
+    pl = get_plugins()
+
+    class Bad:
+        @hookimpl
+        def hbench_register_checks(self, register):
+            raise RuntimeError("boom in register")
+
+    pl.register(Bad(), name="bad")
+    try:
+        reg = pl.registries
+        assert "bad" not in [e.plugin for e in reg.checks.entries()]
+        assert pl.infos["bad"].status == "error"
+        assert "boom in register" in pl.infos["bad"].error
+    finally:
+        pl.unregister("bad")
+
+
+def test_broadcast_failure_is_logged_not_fatal():
+    from structlog.testing import capture_logs
+
+    pl = get_plugins()
+    seen = []
+
+    class Sink:
+        @hookimpl
+        def hbench_run_finished(self, scorecards, out_dir, context):
+            raise ValueError("sink down")
+
+    class Good:
+        @hookimpl
+        def hbench_run_finished(self, scorecards, out_dir, context):
+            seen.append(len(scorecards))
+
+    pl.register(Sink(), name="sink")
+    pl.register(Good(), name="good")
+    try:
+        with capture_logs() as logs:
+            pl.broadcast("hbench_run_finished", scorecards=[], out_dir=Path("."), context={})
+        assert seen == [0]
+        assert any(e["event"] == "plugin.hook_failed" and e["plugin"] == "sink" for e in logs)
+    finally:
+        pl.unregister("sink")
+        pl.unregister("good")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+@pytest.fixture
+def plugin_path(tmp_path):
+    """A directory on PYTHONPATH holding installed dists; returns (dir, env)."""
+    env = {"PYTHONPATH": str(tmp_path)}
+    return tmp_path, env
+
+
+def test_broken_entry_point_is_listed_and_others_still_work(plugin_path):
+    root, env = plugin_path
+    make_dist(root, "hbench-broken", "hbench_broken", "raise ImportError('this plugin is broken on purpose')\n")
+    make_dist(root, "hbench-fine", "hbench_fine", """
+        from hbench import hookimpl
+        from hbench.models import LaneSpec
+
+        @hookimpl
+        def hbench_register_lanes(register):
+            register(LaneSpec(name="fine-lane", kind="openai", base_url="http://127.0.0.1:1/v1"))
+    """)
+    r = hbench_cmd(sys.executable, "plugins", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    by_name = {p["name"]: p for p in json.loads(r.stdout)}
+    assert by_name["hbench_broken"]["status"] == "error"
+    assert "broken on purpose" in by_name["hbench_broken"]["error"]
+    assert by_name["hbench_fine"]["status"] == "ok"
+    assert by_name["hbench_fine"]["version"] == "0.3"
+    # other commands keep working, and see the healthy plugin
+    r = hbench_cmd(sys.executable, "lanes", env=env)
+    assert r.returncode == 0 and "fine-lane" in r.stdout
+    # --strict-plugins makes it fatal, exit 2, naming the plugin
+    r = hbench_cmd(sys.executable, "--strict-plugins", "lanes", env=env)
+    assert r.returncode == 2
+    assert "hbench_broken" in r.stderr and "broken on purpose" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_misspelled_hook_is_reported(plugin_path):
+    root, env = plugin_path
+    make_dist(root, "hbench-typo", "hbench_typo", """
+        from hbench import hookimpl
+
+        @hookimpl
+        def hbench_register_lanez(register):
+            pass
+    """)
+    r = hbench_cmd(sys.executable, "plugins", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    typo = next(p for p in json.loads(r.stdout) if p["name"] == "hbench_typo")
+    assert typo["status"] == "error" and "hbench_register_lanez" in typo["error"]
+    r = hbench_cmd(sys.executable, "--strict-plugins", "plugins", env=env)
+    assert r.returncode == 2
+
+
+def test_allow_and_deny_lists(plugin_path):
+    root, env = plugin_path
+    for n in ("alpha", "beta"):
+        make_dist(root, f"hbench-{n}", f"hbench_{n}", f"""
+            from hbench import hookimpl
+            from hbench.models import LaneSpec
+
+            @hookimpl
+            def hbench_register_lanes(register):
+                register(LaneSpec(name="{n}-lane", kind="openai", base_url="http://127.0.0.1:1/v1"))
+        """)
+
+    def lanes(**extra):
+        r = hbench_cmd(sys.executable, "lanes", env={**env, **extra})
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert "alpha-lane" in lanes() and "beta-lane" in lanes()
+    out = lanes(HBENCH_LOAD_PLUGINS="hbench_alpha")
+    assert "alpha-lane" in out and "beta-lane" not in out
+    out = lanes(HBENCH_LOAD_PLUGINS="")  # empty allow-list: no third-party plugin
+    assert "alpha-lane" not in out and "beta-lane" not in out
+    out = lanes(HBENCH_DISABLE_PLUGINS="hbench-beta")  # by distribution name
+    assert "alpha-lane" in out and "beta-lane" not in out
+    r = hbench_cmd(sys.executable, "plugins", "--json", env={**env, "HBENCH_DISABLE_PLUGINS": "hbench_beta"})
+    beta = next(p for p in json.loads(r.stdout) if p["name"] == "hbench_beta")
+    assert beta["status"] == "disabled"
+
+
+# --------------------------------------------------------------------------- real installs
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory) -> Path:
+    """A new virtual environment that sees this one's packages (hbench and its
+    dependencies) through a .pth file, so installing an example changes nothing else."""
+    d = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(d)], check=True, timeout=120)
+    py = d / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    host = sysconfig.get_paths()["purelib"]
+    # addsitedir (not a bare path) so the host's own .pth files (the editable install) run
+    (Path(purelib) / "hbench-host.pth").write_text(f"import site; site.addsitedir({host!r})\n")
+    return py
+
+
+def pip_install(py: Path, path: Path) -> None:
+    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_example_lane_plugin_installs_and_shows(fresh_venv):
+    r = hbench_cmd(fresh_venv, "lanes")
+    assert r.returncode == 0, r.stderr
+    assert "gpt-oss-20b-llamacpp" not in r.stdout
+    pip_install(fresh_venv, ROOT / "examples" / "hermes-bench-lane-gptoss")
+    r = hbench_cmd(fresh_venv, "lanes", "--json")
+    assert r.returncode == 0, r.stderr
+    lane = next(x for x in json.loads(r.stdout) if x["name"] == "gpt-oss-20b-llamacpp")
+    assert lane["kind"] == "llamacpp" and lane["managed"] is True
+    assert lane["source"] == "plugin gptoss"
+    r = hbench_cmd(fresh_venv, "plugins", "--json")
+    gptoss = next(p for p in json.loads(r.stdout) if p["name"] == "gptoss")
+    assert gptoss["dist"] == "hermes-bench-lane-gptoss" and gptoss["version"] == "0.1.0"
+    assert gptoss["hooks"] == ["hbench_register_lanes"] and gptoss["status"] == "ok"
+
+
+def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
+    pip_install(fresh_venv, ROOT / "examples" / "hermes-bench-reporter-csv")
+    r = hbench_cmd(fresh_venv, "reporters", "--json")
+    assert r.returncode == 0, r.stderr
+    csv_rep = next(x for x in json.loads(r.stdout) if x["name"] == "csv")
+    assert csv_rep["plugin"] == "csv"
+    # drive the reporter through the same registry hbench uses, in that environment
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from hbench.plugin_manager import get_registries
+        from hbench.models import Scorecard
+        sc = Scorecard(lane={{"name": "l1", "kind": "openai", "model": "m"}},
+                       suite={{"name": "s", "sha256": "abc"}}, runs=1, core_pass=1, core_n=2,
+                       pass_rate=0.5, pass_rate_ci95=[0.1, 0.9], pass_hat_k={{"1": 0.5}},
+                       consistency=1.0, runaway_rate=0.0, correct_tool_rate=1.0,
+                       format_error_rate=0.0, rankable=True, gate={{"passed": True}})
+        paths = get_registries().reporters.get("csv").write([sc], Path({str(tmp_path)!r}), {{}})
+        print(paths[0].read_text())
+    """)
+    r = subprocess.run([str(fresh_venv), "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("lane,kind,model,agent,rankable,core_pass,core_n,pass_rate")
+    assert lines[1].startswith("l1,openai,m,,True,1,2,0.5,0.1,0.9")
+
+
+def test_listing_plugins_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t=time.perf_counter(); from hbench.plugin_manager import get_plugins; "
+            "p=get_plugins(); p.registries; print(time.perf_counter()-t); "
+            "print(sorted(m for m in ('llama_cpp','pynvml','torch','httpx_sse') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    elapsed, heavy = r.stdout.strip().splitlines()
+    assert heavy == "[]", f"heavy modules imported while listing plugins: {heavy}"
