@@ -1,0 +1,279 @@
+"""The append-only attempt journal (``OUT/journal.jsonl``) and what ``--resume`` reads back.
+
+One JSON object per line, schema ``hbench.journal/1``:
+
+* ``{"type": "header", ...}`` - first line: the suite's name, sha256 and fixtures sha256.
+  ``--resume`` against a journal of another suite (or another version of it) is refused.
+* ``{"type": "lane", "lane": NAME, "fingerprint": SHA}`` - before a lane's first attempt:
+  the sha256 of the lane's configuration and the settings that shape an attempt
+  (:func:`lane_fingerprint`). A resumed lane whose fingerprint differs is refused.
+* ``{"type": "attempt", "lane", "prompt_id", "n", "attempt": {...}}`` - one per finished
+  attempt: transcript, tool calls, answer, check result, timings, runaway/error. Written
+  with a single ``write`` to an ``O_APPEND`` file, flushed and fsynced before the runner
+  moves on, so a kill -9 loses at most the attempt in flight.
+* ``{"type": "lane_finished", "lane", ...}`` - throughput, telemetry and served model,
+  so a resumed run need not reopen a lane whose attempts are all journaled.
+* ``{"type": "lane_failed", "lane", "reason"}`` - informational.
+
+Reading is streaming (one line at a time); the runner keeps only "light" attempts
+(:func:`light`: no transcript, no tool output) in memory. A torn last line (a kill in the
+middle of a write) is ignored and cut off when the journal is reopened for appending; a
+corrupt line anywhere else is an error naming its line number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+import cattrs
+
+from hbench.errors import BadInput
+from hbench.logging import get_logger, scrub
+from hbench.models import JOURNAL_SCHEMA, Attempt, LaneSpec
+
+_conv = cattrs.Converter()
+
+#: LaneSpec fields that do not change what an attempt does (excluded from the fingerprint)
+_NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env"}
+
+
+class JournalError(BadInput):
+    """The journal cannot be resumed (another suite or lane config, or corrupt)."""
+
+
+def lane_fingerprint(spec: LaneSpec, settings: dict[str, Any]) -> str:
+    """sha256 of the lane's configuration plus the per-attempt settings (agent, timeout,
+    max_turns, max_tokens, temperature). ``runs`` is not part of it: resuming with a
+    larger ``--runs`` extends a lane."""
+    cfg = {k: v for k, v in attrs.asdict(spec).items() if k not in _NOT_FINGERPRINTED}
+    blob = json.dumps({"lane": cfg, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
+    return _conv.unstructure(attempt)
+
+
+def attempt_from_dict(data: dict[str, Any]) -> Attempt:
+    return _conv.structure(data, Attempt)
+
+
+def light(attempt: Attempt) -> Attempt:
+    """The attempt without its transcript and tool output: what scoring needs, kept in memory."""
+    return attrs.evolve(
+        attempt,
+        transcript=[],
+        tool_calls=[attrs.evolve(tc, result="") for tc in attempt.tool_calls],
+    )
+
+
+def iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line_number, record)`` for each complete record, streaming.
+
+    A last line without its newline, or one that does not parse, is a torn write and is
+    skipped; a bad line before the last raises :class:`JournalError`.
+    """
+    with open(path, "rb") as f:
+        pending: tuple[int, bytes] | None = None
+        for no, raw in enumerate(f, 1):
+            if pending is not None:
+                yield pending[0], _parse(path, *pending)
+            pending = (no, raw)
+        if pending is not None:
+            no, raw = pending
+            if raw.endswith(b"\n"):
+                try:
+                    yield no, _parse(path, no, raw)
+                except JournalError:
+                    get_logger().warning("journal.torn_line", path=str(path), line=no)
+            else:
+                get_logger().warning("journal.torn_line", path=str(path), line=no)
+
+
+def _parse(path: Path, no: int, raw: bytes) -> dict[str, Any]:
+    try:
+        rec = json.loads(raw)
+        if not isinstance(rec, dict) or "type" not in rec:
+            raise ValueError("not a journal record")
+        return rec
+    except ValueError as exc:
+        raise JournalError(
+            f"{path}:{no}: corrupt journal line ({exc}); move the file away to start over, "
+            f"or delete that line to resume"
+        ) from None
+
+
+def _good_length(path: Path) -> int:
+    """Bytes up to the end of the last complete, parseable line."""
+    good = 0
+    offset = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            offset += len(raw)
+            if raw.endswith(b"\n"):
+                try:
+                    json.loads(raw)
+                except ValueError:
+                    continue  # only the last line can be bad here; iter_records checked the rest
+                good = offset
+    return good
+
+
+class Journal:
+    """An open journal. Thread-safe: concurrent attempts append whole lines."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = Path(path)
+        self.header = header
+        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: Path, *, suite: dict[str, Any], resume: bool) -> Journal:
+        """Open ``path`` for a run of ``suite`` (``{name, version, sha256, fixtures_sha256}``).
+
+        ``resume``: continue the journal there (refused when it is for another suite).
+        Otherwise an existing journal is kept, renamed ``journal.<time>.jsonl``, and a new
+        one started.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = get_logger()
+        exists = path.exists() and path.stat().st_size > 0
+        header = {"type": "header", "schema": JOURNAL_SCHEMA, "suite": suite,
+                  "created_at": _now()}
+        if exists and resume:
+            first = next(iter_records(path), None)
+            if first is None or first[1].get("type") != "header":
+                raise JournalError(f"{path}: no journal header; it is not an hbench journal (use another --out)")
+            old = first[1]
+            if old.get("schema") != JOURNAL_SCHEMA:
+                raise JournalError(f"{path}: journal schema {old.get('schema')!r}, this hbench writes "
+                                   f"{JOURNAL_SCHEMA!r}; rerun without --resume")
+            theirs, ours = old.get("suite") or {}, suite
+            for key in ("name", "sha256", "fixtures_sha256"):
+                if theirs.get(key) != ours.get(key):
+                    raise JournalError(
+                        f"{path}: cannot --resume: the journal is for suite {theirs.get('name')!r} "
+                        f"({key} {str(theirs.get(key))[:12]}), this run uses suite {ours.get('name')!r} "
+                        f"({key} {str(ours.get(key))[:12]}); rerun without --resume, or pass another --out"
+                    )
+            for _ in iter_records(path):  # validates every line before anything is appended
+                pass
+            good = _good_length(path)
+            if good < path.stat().st_size:
+                log.warning("journal.truncated_torn_tail", path=str(path), kept_bytes=good)
+                os.truncate(path, good)
+            log.info("journal.resumed", path=str(path))
+            return cls(path, old)
+        if exists:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(path.stat().st_mtime))
+            dest = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+            i = 1
+            while dest.exists():
+                dest = path.with_name(f"{path.stem}.{stamp}-{i}{path.suffix}")
+                i += 1
+            path.rename(dest)
+            log.warning("journal.rotated", previous=str(dest),
+                        hint="pass --resume to continue a journal instead of starting over")
+        j = cls(path, header)
+        j._append(header)
+        return j
+
+    # ----------------------------------------------------------------- writing
+    def _append(self, record: dict[str, Any]) -> None:
+        line = scrub(json.dumps(record, ensure_ascii=False, default=str, separators=(",", ":"))) + "\n"
+        data = line.encode("utf-8")
+        with self._lock:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            os.fsync(self._fd)
+
+    def begin_lane(self, lane: str, fingerprint: str) -> None:
+        """Record the lane's fingerprint, or refuse when the journal holds another one."""
+        for _no, rec in iter_records(self.path):
+            if rec.get("type") == "lane" and rec.get("lane") == lane:
+                if rec.get("fingerprint") != fingerprint:
+                    raise JournalError(
+                        f"{self.path}: cannot --resume lane {lane!r}: its configuration or the run "
+                        f"settings (agent, timeout, max_turns, max_tokens, temperature) changed since "
+                        f"the journal was written; restore them, rerun without --resume, or pass another --out"
+                    )
+                return
+        self._append({"type": "lane", "lane": lane, "fingerprint": fingerprint, "at": _now()})
+
+    def append_attempt(self, attempt: Attempt) -> None:
+        self._append({"type": "attempt", "lane": attempt.lane, "prompt_id": attempt.prompt_id,
+                      "n": attempt.n, "attempt": attempt_to_dict(attempt)})
+
+    def lane_finished(self, lane: str, data: dict[str, Any]) -> None:
+        self._append({"type": "lane_finished", "lane": lane, **data, "at": _now()})
+
+    def lane_failed(self, lane: str, reason: str) -> None:
+        self._append({"type": "lane_failed", "lane": lane, "reason": reason, "at": _now()})
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- reading
+    def completed(self, lane: str) -> dict[tuple[str, int], Attempt]:
+        """Light attempts already journaled for ``lane``, by ``(prompt_id, n)``."""
+        return completed(self.path, lane)
+
+    def finished_record(self, lane: str) -> dict[str, Any] | None:
+        """The last ``lane_finished`` record of ``lane`` after its last attempt, or None."""
+        last: dict[str, Any] | None = None
+        for _no, rec in iter_records(self.path):
+            if rec.get("lane") != lane:
+                continue
+            if rec.get("type") == "lane_finished":
+                last = rec
+            elif rec.get("type") == "attempt":
+                last = None
+        return last
+
+
+def completed(path: Path, lane: str | None = None) -> dict[Any, Attempt]:
+    """Light attempts in a journal file: by ``(prompt_id, n)`` for one lane, or by
+    ``(lane, prompt_id, n)`` when ``lane`` is None."""
+    out: dict[Any, Attempt] = {}
+    for no, rec in iter_records(path):
+        if rec.get("type") != "attempt" or (lane is not None and rec.get("lane") != lane):
+            continue
+        try:
+            a = light(attempt_from_dict(rec["attempt"]))
+        except Exception as exc:  # noqa: BLE001
+            raise JournalError(f"{path}:{no}: unreadable attempt record ({exc}); delete that line to resume") from None
+        key = (a.prompt_id, a.n) if lane is not None else (a.lane, a.prompt_id, a.n)
+        out[key] = a
+    return out
+
+
+def transcripts(path: Path, lane: str) -> Iterator[Attempt]:
+    """Full journaled attempts of one lane, one at a time (for reports)."""
+    for _no, rec in iter_records(path):
+        if rec.get("type") == "attempt" and rec.get("lane") == lane:
+            yield attempt_from_dict(rec["attempt"])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
