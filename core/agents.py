@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hbench.models import Attempt, LaneSpec, Prompt, Suite
+    from hbench.models import Attempt, LaneSpec, Prompt, Suite, ToolCall
     from hbench.tools import Tool
 
 
@@ -48,6 +48,21 @@ class Agent:
 
     def usable(self) -> tuple[bool, str]:
         return True, "ok"
+
+    def aliases_for(self, call: ToolCall) -> tuple[str, ...]:
+        """Extra tool tokens one call satisfies. Default: ``tool_aliases[call.name]``;
+        override to alias by arguments (Hermes' ``terminal`` running ``ls`` -> list)."""
+        return tuple(self.tool_aliases.get(call.name, ()))
+
+    def attempt_aliases(self, calls: list[ToolCall]) -> dict[str, tuple[str, ...]]:
+        """The alias map for one attempt's calls (called name -> tokens), for
+        ``hbench.scoring.attempt_outcome(attempt, prompt, aliases)``."""
+        out: dict[str, tuple[str, ...]] = {}
+        for call in calls:
+            extra = self.aliases_for(call)
+            if extra:
+                out[call.name] = tuple(dict.fromkeys(out.get(call.name, ()) + tuple(extra)))
+        return out
 
     def run_attempt(self, ctx: AttemptContext) -> Attempt:  # pragma: no cover - interface
         raise NotImplementedError

@@ -151,6 +151,7 @@ class Attempt:
     runaway: str | None = None  # "timeout" | "max_turns" | "loop" (+ detail)
     error: str | None = None  # transport / server / agent error after retries
     format_errors: int = 0
+    unknown_tools: int = 0  # calls of tools the agent does not offer (hallucinated names)
     wall_s: float = 0.0
     started_at: str = ""
     finished_at: str = ""

@@ -3,3 +3,10 @@
 from __future__ import annotations
 
 from hbench import hookimpl
+
+
+@hookimpl
+def hbench_register_agents(register):  # noqa: ANN001, ANN201
+    from hbench.plugins.agents import hermes
+
+    register(hermes.AGENT)
