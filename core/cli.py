@@ -147,6 +147,101 @@ def reporters_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     _list_registry("reporters", as_json, lambda r: {"description": getattr(r, "description", "")})
 
 
+# --------------------------------------------------------------------------- lane checks
+
+
+def _pick_lane(lane: Optional[str], lane_url: Optional[str], model: Optional[str], kind: str,
+               api_key_env: Optional[str]):  # noqa: ANN202
+    """The lane named as `hbench lanes` shows it, or the ad-hoc one --lane-url describes."""
+    from hbench.errors import BadInput
+    from hbench.lanes import adhoc_lane, lookup_lane
+
+    kinds = registries().lane_kinds
+    if lane_url:
+        if kind not in kinds:
+            raise BadInput(f"--kind: {kinds.unknown(kind)}")
+        spec = adhoc_lane(lane_url, model, kind, api_key_env)
+        return spec, kinds.get(kind)
+    return lookup_lane(lane, all_lanes(), kinds)
+
+
+def _status_printer():  # noqa: ANN202
+    return lambda msg: _err(f"  {msg}")
+
+
+@app.command("doctor")
+def doctor_cmd(
+    lane: Optional[str] = typer.Argument(None, help="A lane from `hbench lanes`."),
+    lane_url: Optional[str] = typer.Option(None, "--lane-url", help="Ad-hoc lane: http://HOST:PORT/v1"),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id for --lane-url."),
+    kind: str = typer.Option("openai", "--kind", help="Lane kind for --lane-url (see `hbench lane-kinds`)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the key for --lane-url."),
+    out: str = typer.Option("results", "--out", help="Where a managed lane's log goes (OUT/logs/)."),
+    wait: float = typer.Option(10.0, "--wait", help="Seconds an unmanaged lane gets to answer ready."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Is LANE ready? Which model, what context? Do tool calls come back structured? Each finding with its fix."""
+    from pathlib import Path
+
+    from hbench.doctor import doctor
+
+    spec, kind_obj = _pick_lane(lane, lane_url, model, kind, api_key_env)
+    findings = doctor(spec, kind_obj, out_dir=Path(out), headroom_gb=load_config().run.memory_headroom_gb,
+                      on_status=_status_printer(), wait_s=wait)
+    from hbench.logging import scrub
+
+    if as_json:
+        typer.echo(scrub(json.dumps([{"check": f.check, "status": f.status, "detail": f.detail, "fix": f.fix}
+                                     for f in findings], indent=2)))
+    else:
+        typer.echo(f"lane {spec.name} (kind {spec.kind})")
+        for f in findings:
+            typer.echo(scrub(f"  {f.status.upper():<4} {f.check:<10} {f.detail}"))
+            if f.fix and f.status != "ok":
+                typer.echo(scrub(f"       fix: {f.fix}"))
+    if any(f.status == "fail" for f in findings):
+        raise typer.Exit(1)
+
+
+@app.command("throughput")
+def throughput_cmd(
+    lane: Optional[str] = typer.Argument(None, help="A lane from `hbench lanes`."),
+    lane_url: Optional[str] = typer.Option(None, "--lane-url", help="Ad-hoc lane: http://HOST:PORT/v1"),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id for --lane-url."),
+    kind: str = typer.Option("openai", "--kind", help="Lane kind for --lane-url (see `hbench lane-kinds`)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the key for --lane-url."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=2, help="Tokens generated per request."),
+    runs: int = typer.Option(3, "--runs", min=1, help="Measured requests (after one warm-up)."),
+    out: str = typer.Option("results", "--out", help="Where a managed lane's log goes (OUT/logs/)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests)."""
+    from pathlib import Path
+
+    import attrs
+
+    from hbench.lanes import open_lane
+    from hbench.logging import scrub
+    from hbench.throughput import measure
+
+    spec, kind_obj = _pick_lane(lane, lane_url, model, kind, api_key_env)
+    with open_lane(spec, kind_obj, out_dir=Path(out), headroom_gb=load_config().run.memory_headroom_gb,
+                   on_status=_status_printer()) as running:
+        result = measure(running, max_tokens=max_tokens, runs=runs)
+    if as_json:
+        typer.echo(scrub(json.dumps({"lane": spec.name, **attrs.asdict(result)}, indent=2)))
+    elif result.error is None:
+        server = f"  server {result.server_tok_s:.1f} tok/s" if result.server_tok_s is not None else ""
+        flag = "  (client and server differ by >10%)" if result.disagreement else ""
+        typer.echo(f"{spec.name}: {result.tok_s:.1f} tok/s decode, TTFT {result.ttft_ms:.0f} ms{server}{flag}")
+        for s in result.samples:
+            typer.echo(f"  run {s['run']}: {s['tok_s']} tok/s, {s['tokens']} tokens ({s['token_source']}), "
+                       f"TTFT {s['ttft_ms']} ms")
+    if result.error is not None:
+        _err(f"error: {result.error}")
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -12,6 +12,11 @@ from hbench.lanes import LaneKind
 class OpenAIKind(LaneKind):
     name = "openai"
     description = "any OpenAI-compatible server; ready when /v1/models answers"
+    tool_call_fix = (
+        "enable the server's tool-call parser: llama-server needs --jinja; vLLM needs "
+        "--enable-auto-tool-choice --tool-call-parser hermes (or your model's parser); "
+        "SGLang needs --tool-call-parser"
+    )
 
 
 KIND = OpenAIKind()

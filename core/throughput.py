@@ -1,0 +1,195 @@
+"""The throughput probe: decode speed and time to first token on a warm lane.
+
+DESIGN.md / LANES.md method: one warm-up, then ``runs`` streamed requests of a fixed
+prompt behind a per-run nonce (defeats prompt caches), temperature 0, a fixed seed and
+``max_tokens``, ``ignore_eos`` where the server accepts it (a server that refuses the
+extra fields is asked again without them). Per run:
+
+* TTFT = request sent -> first chunk carrying content, reasoning or a tool-call delta;
+* decode tok/s = (tokens - 1) / (t_last - t_first) over the content-bearing chunks, with
+  ``tokens`` from ``usage`` (``stream_options.include_usage``), else llama.cpp
+  ``timings.predicted_n``, else the number of chunks.
+
+The result holds the median of the runs, every sample, and the server's own figure
+(llama.cpp ``timings.predicted_per_second``; vLLM/NIM inter-token-latency metric deltas),
+with ``disagreement`` set when client and server differ by more than 10%.
+
+The probe streams over its own httpx connection rather than the chat client: it needs a
+timestamp per chunk and the raw ``timings`` object, which a chat response does not keep.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from hbench.lanes import RunningLane, lane_http
+from hbench.logging import get_logger, scrub
+from hbench.models import Throughput
+
+PROMPT = (
+    "Write the numbers from one to five hundred as English words, one per line, "
+    "with no other text."
+)
+#: request extras tried in order until the server accepts one (rejected = HTTP 400/422)
+EXTRAS_LADDER: tuple[dict[str, Any], ...] = (
+    {"ignore_eos": True, "stream_options": {"include_usage": True},
+     "chat_template_kwargs": {"enable_thinking": False}},
+    {"ignore_eos": True, "stream_options": {"include_usage": True}},
+    {"stream_options": {"include_usage": True}},
+    {},
+)
+DISAGREEMENT = 0.10
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, body: str):
+        super().__init__(f"HTTP {status}: {body[:200]}")
+        self.status = status
+
+
+def _stream_once(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One streamed request; returns the raw timing facts of it."""
+    t0 = time.perf_counter()
+    t_first = t_last = None
+    chunks = 0
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    finish = None
+    with http.stream("POST", url, json=body) as r:
+        if r.status_code >= 400:
+            raise _Rejected(r.status_code, r.read().decode(errors="replace"))
+        for line in r.iter_lines():
+            if not line.startswith("data:"):
+                continue  # blank lines, SSE comments (":"), event: lines
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if isinstance(obj.get("usage"), dict):
+                usage = obj["usage"]
+            if isinstance(obj.get("timings"), dict):
+                timings = obj["timings"]
+            for choice in obj.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if (delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
+                        or delta.get("tool_calls")):
+                    now = time.perf_counter()
+                    chunks += 1
+                    t_first = now if t_first is None else t_first
+                    t_last = now
+                finish = choice.get("finish_reason") or finish
+    return {"t0": t0, "t_first": t_first, "t_last": t_last, "chunks": chunks, "usage": usage,
+            "timings": timings, "finish_reason": finish}
+
+
+def sample_from(raw: dict[str, Any], run: int) -> dict[str, Any]:
+    """Turn one request's timing facts into a throughput sample (pure)."""
+    tokens, source = raw["chunks"], "chunks"
+    usage, timings = raw.get("usage") or {}, raw.get("timings") or {}
+    if isinstance(usage.get("completion_tokens"), int) and usage["completion_tokens"] > 0:
+        tokens, source = usage["completion_tokens"], "usage"
+    elif isinstance(timings.get("predicted_n"), int) and timings["predicted_n"] > 0:
+        tokens, source = timings["predicted_n"], "timings"
+    ttft_ms = decode_s = tok_s = None
+    if raw["t_first"] is not None:
+        ttft_ms = (raw["t_first"] - raw["t0"]) * 1000.0
+        decode_s = raw["t_last"] - raw["t_first"]
+        if tokens > 1 and decode_s > 0:
+            tok_s = (tokens - 1) / decode_s
+    server = timings.get("predicted_per_second")
+    return {
+        "run": run, "tokens": tokens, "token_source": source,
+        "ttft_ms": None if ttft_ms is None else round(ttft_ms, 2),
+        "decode_s": None if decode_s is None else round(decode_s, 4),
+        "tok_s": None if tok_s is None else round(tok_s, 3),
+        "server_tok_s": float(server) if isinstance(server, (int, float)) else None,
+        "finish_reason": raw.get("finish_reason"),
+    }
+
+
+def disagrees(client: float | None, server: float | None, limit: float = DISAGREEMENT) -> bool:
+    """True when both figures exist and differ by more than ``limit`` of the server's."""
+    if not client or not server:
+        return False
+    return abs(client - server) / server > limit
+
+
+def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3,
+            timeout_s: float = 300.0) -> Throughput:
+    """Measure ``running`` (see the module docstring). Never raises for a server problem:
+    the returned :class:`Throughput` carries ``error`` instead."""
+    log = get_logger()
+    spec, kind = running.spec, running.kind
+    url = f"{(spec.base_url or '').rstrip('/')}/chat/completions"
+    model = spec.model or running.served_model
+
+    def body(extras: dict[str, Any]) -> dict[str, Any]:
+        b: dict[str, Any] = {
+            "messages": [{"role": "user", "content": f"[run {uuid.uuid4().hex}]\n{PROMPT}"}],
+            "stream": True, "temperature": 0, "seed": 0, "max_tokens": max_tokens, **extras,
+        }
+        if model:
+            b["model"] = model
+        return b
+
+    timeout = httpx.Timeout(timeout_s, connect=10.0)
+    try:
+        with lane_http(spec, timeout=timeout_s) as http:
+            http.timeout = timeout
+            extras = None
+            last: _Rejected | None = None
+            for candidate in EXTRAS_LADDER:  # the warm-up also finds what the server accepts
+                try:
+                    _stream_once(http, url, body(candidate))
+                    extras = candidate
+                    break
+                except _Rejected as exc:
+                    last = exc
+                    if exc.status not in (400, 422):
+                        break
+                    log.info("throughput.extras_rejected", lane=spec.name, extras=sorted(candidate),
+                             status=exc.status)
+            if extras is None:
+                return Throughput(error=scrub(f"lane {spec.name!r}: the server refused the streamed "
+                                              f"request ({last}); check the model id and base_url"))
+            before = kind.server_metrics(spec, http)
+            samples = [sample_from(_stream_once(http, url, body(extras)), i + 1) for i in range(runs)]
+            after = kind.server_metrics(spec, http)
+    except _Rejected as exc:
+        return Throughput(error=scrub(f"lane {spec.name!r}: the server refused a request mid-measure ({exc})"))
+    except httpx.HTTPError as exc:
+        return Throughput(error=scrub(f"lane {spec.name!r}: {type(exc).__name__}: {exc}"))
+
+    rates = [s["tok_s"] for s in samples if s["tok_s"] is not None]
+    ttfts = [s["ttft_ms"] for s in samples if s["ttft_ms"] is not None]
+    server_rates = [s["server_tok_s"] for s in samples if s["server_tok_s"] is not None]
+    server = statistics.median(server_rates) if server_rates else None
+    if server is None and before is not None and after is not None:
+        server = kind.server_decode_tok_s(before, after)
+    for s in samples:
+        s["ignore_eos"] = bool(extras.get("ignore_eos"))
+    if not rates:
+        return Throughput(samples=samples, error=(
+            f"lane {spec.name!r}: fewer than 2 tokens came back per request, so no decode rate "
+            f"(finish_reason {samples[-1]['finish_reason'] if samples else None!r}); "
+            f"the server may not honour ignore_eos"))
+    tok_s = statistics.median(rates)
+    result = Throughput(
+        tok_s=round(tok_s, 3), ttft_ms=round(statistics.median(ttfts), 2) if ttfts else None,
+        samples=samples, server_tok_s=None if server is None else round(server, 3),
+        disagreement=disagrees(tok_s, server),
+    )
+    log.info("throughput.measured", lane=spec.name, tok_s=result.tok_s, ttft_ms=result.ttft_ms,
+             server_tok_s=result.server_tok_s, disagreement=result.disagreement)
+    return result
