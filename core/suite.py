@@ -1,0 +1,598 @@
+"""Suites: load and validate a suite folder, substitute placeholders, render fixtures.
+
+Two layouts (DESIGN.md, section Suites)::
+
+    hbench                       hermes-brain-bench v0.1 (published dataset)
+    suite.toml                   data/train.jsonl      (same prompt fields)
+    prompts.jsonl                ground_truth.json
+    ground_truth.json            scratch/              (pre-seeded, copied verbatim)
+    fixtures/   (templates)
+
+``{{name}}`` placeholders resolve from ``ground_truth.json`` in prompt text, in check
+fields (escaped in a kind's ``regex_fields``) and in fixture templates. Validation reports
+every problem, not the first, each as ``file:line: key: message (fix)``.
+
+Hashes are stable across machines: text files have CRLF turned into LF before hashing
+and rendering, and a tree's sha256 is taken over its sorted relative POSIX paths and
+bytes: for each file, ``path + NUL + str(len(bytes)) + NUL + bytes``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import attrs
+
+from hbench.config import error_lines, make_converter
+from hbench.errors import SuiteError
+from hbench.models import Prompt, Suite, SuiteDefaults
+
+__all__ = [
+    "LAYOUT_HBENCH",
+    "LAYOUT_V01",
+    "DEFAULT_SYSTEM_PROMPT",
+    "fixture_files",
+    "load_suite",
+    "render_fixtures",
+    "resolve_suite",
+    "substitute",
+    "tree_sha256",
+]
+
+LAYOUT_HBENCH = "hbench"
+LAYOUT_V01 = "hermes-brain-bench-0.1"
+
+#: v0.1 check kinds that are spelled differently here
+V01_KIND_ALIASES = {"numeric": "number"}
+
+#: files and folders never part of a fixture tree (byte-compilation and OS litter)
+IGNORED_NAMES = frozenset({"__pycache__", ".DS_Store", "Thumbs.db", ".git"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an agent working in a folder of files (your working directory). Answer "
+    "from the files, using your tools to list, search and read them, and to calculate. "
+    "Do not guess: if the files do not hold the answer, say so plainly."
+)
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+# --------------------------------------------------------------------------- file rows
+
+
+@attrs.define
+class SuiteFile:
+    """``suite.toml``."""
+
+    name: str
+    version: str
+    system_prompt: str
+    description: str = ""
+    defaults: SuiteDefaults = attrs.field(factory=SuiteDefaults)
+
+
+@attrs.define
+class PromptRow:
+    """One line of ``prompts.jsonl`` (or v0.1 ``data/train.jsonl``) before checks resolve."""
+
+    id: str
+    prompt: str
+    check: dict[str, Any]
+    category: str = ""
+    core: bool = True
+    conditional: str | None = None
+    expect_tool_any: list[str] = attrs.field(factory=list)
+    vibe: bool = False
+    note: str = ""
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, key: str | None, message: str) -> None:
+        self.lines.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+# --------------------------------------------------------------------------- placeholders
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {{{{{close[0]}}}}}?" if close else "add it to ground_truth.json or fix the name"
+
+
+def substitute(
+    text: str,
+    values: Mapping[str, str],
+    *,
+    escape: bool = False,
+    unknown: list[str] | None = None,
+) -> str:
+    """Replace ``{{name}}`` with ``values[name]`` (``re.escape``d when ``escape``). Names
+    not in ``values`` are left as they are and appended to ``unknown`` when given."""
+
+    def repl(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            if unknown is not None:
+                unknown.append(key)
+            return m.group(0)
+        return re.escape(values[key]) if escape else values[key]
+
+    return PLACEHOLDER.sub(repl, text)
+
+
+def _substitute_tree(value: Any, values: Mapping[str, str], escape: bool, unknown: list[str]) -> Any:
+    if isinstance(value, str):
+        return substitute(value, values, escape=escape, unknown=unknown)
+    if isinstance(value, list):
+        return [_substitute_tree(v, values, escape, unknown) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute_tree(v, values, escape, unknown) for k, v in value.items()}
+    return value
+
+
+def _unknown_msg(names: list[str], known: Iterable[str]) -> str:
+    uniq = list(dict.fromkeys(names))
+    known = sorted(known)
+    parts = [f"unknown placeholder {{{{{n}}}}} ({_did_you_mean(n, known)})" for n in uniq]
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _norm_bytes(data: bytes) -> bytes:
+    """Text files (UTF-8) get CRLF -> LF, so a Windows checkout hashes the same."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return data.replace(b"\r\n", b"\n")
+
+
+def tree_sha256(files: Mapping[str, bytes]) -> str:
+    """sha256 over sorted relative POSIX paths and their bytes (see the module doc)."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        data = files[rel]
+        h.update(rel.encode("utf-8") + b"\0" + str(len(data)).encode("ascii") + b"\0")
+        h.update(data)
+    return h.hexdigest()
+
+
+def fixture_files(root: Path) -> dict[str, Path]:
+    """Regular files under ``root`` by relative POSIX path (sorted), ignoring byte-code and
+    OS litter. Raises ValueError on a symlink (it could point out of the sandbox)."""
+    out: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        base = Path(dirpath)
+        for d in dirnames:
+            if (base / d).is_symlink():
+                raise ValueError(f"{(base / d).relative_to(root).as_posix()}: symlinks are not allowed in fixtures")
+        for f in sorted(filenames):
+            if f in IGNORED_NAMES or f.endswith(IGNORED_SUFFIXES):
+                continue
+            p = base / f
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                raise ValueError(f"{rel}: symlinks are not allowed in fixtures (copy the file instead)")
+            if p.is_file():
+                out[rel] = p
+    return dict(sorted(out.items()))
+
+
+def _render_tree(root: Path, values: Mapping[str, str], template: bool, where: str, problems: _Problems) -> dict[str, bytes]:
+    """Render every file under ``root`` in memory: templates get placeholders replaced."""
+    try:
+        files = fixture_files(root)
+    except ValueError as exc:
+        problems.add(f"{where}/{str(exc).split(':', 1)[0]}", None, str(exc).split(": ", 1)[1])
+        return {}
+    out: dict[str, bytes] = {}
+    for rel, path in files.items():
+        data = _norm_bytes(path.read_bytes())
+        if template:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                out[rel] = data  # binary: copied verbatim
+                continue
+            for lineno, line in enumerate(text.split("\n"), start=1):
+                unknown: list[str] = []
+                substitute(line, values, unknown=unknown)
+                if unknown:
+                    problems.add(f"{where}/{rel}:{lineno}", None, _unknown_msg(unknown, values))
+            data = substitute(text, values).encode("utf-8")
+        out[rel] = data
+    return out
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def _registries(registries: Any) -> Any:
+    if registries is None:
+        from hbench.plugin_manager import get_registries
+
+        return get_registries()
+    return registries
+
+
+def resolve_suite(name_or_path: str | os.PathLike[str], registries: Any = None) -> Path:
+    """A suite name registered by a plugin (``hermes-brain``), or a folder path."""
+    raw = os.fspath(name_or_path)
+    p = Path(raw).expanduser()
+    if p.is_dir():
+        return p.resolve()
+    reg = _registries(registries)
+    if raw in reg.suites:
+        return Path(reg.suites.get(raw)).resolve()
+    installed = ", ".join(reg.suites.names()) or "none"
+    hint = _did_you_mean_plain(raw, reg.suites.names())
+    raise SuiteError(
+        f"no suite {raw!r}: not an installed suite (installed: {installed}) and no folder at {p}"
+        f" ({hint}pass an installed name or the path to a folder holding suite.toml)"
+    )
+
+
+def _did_you_mean_plain(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _line_of_key(text: str, dotted: str) -> int | None:
+    """Best-effort line number of a TOML key (``defaults.runs``) for messages."""
+    parts = dotted.split(".")
+    leaf = parts[-1]
+    table = ".".join(parts[:-1])
+    current = ""
+    for i, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        m = re.match(r"^\[\s*([^\]]+?)\s*\]", s)
+        if m:
+            current = m.group(1)
+            continue
+        if re.match(rf"^[\"']?{re.escape(leaf)}[\"']?\s*=", s) and current == table:
+            return i
+        if table and current == "" and re.match(rf"^{re.escape(dotted)}\s*=", s):
+            return i
+    return None
+
+
+def _toml_where(fname: str, text: str, line: str) -> str:
+    """Prefix a ``fname: key: msg`` line from error_lines with the key's line number."""
+    m = re.match(rf"^{re.escape(fname)}: ([^:]+): (.*)$", line)
+    if not m:
+        return line
+    key, msg = m.group(1), m.group(2)
+    n = _line_of_key(text, key)
+    return f"{fname}:{n}: {key}: {msg}" if n else line
+
+
+def _load_suite_toml(path: Path, problems: _Problems) -> tuple[SuiteFile | None, bytes]:
+    fname = "suite.toml"
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError:
+        problems.add(fname, None, "not UTF-8 text (save it as UTF-8)")
+        return None, data
+    except tomllib.TOMLDecodeError as exc:
+        problems.add(fname, None, f"not valid TOML: {exc} (check quotes and brackets on that line)")
+        return None, data
+    conv = make_converter()
+    try:
+        return conv.structure(raw, SuiteFile), data
+    except Exception as exc:  # noqa: BLE001
+        for line in error_lines(exc, fname):
+            problems.lines.append(_toml_where(fname, text, line))
+        return None, data
+
+
+def _load_ground_truth(path: Path, problems: _Problems) -> tuple[dict[str, str], bytes]:
+    fname = "ground_truth.json"
+    if not path.is_file():
+        problems.add(fname, None, "missing (create it: a JSON object of placeholder values, {} if none)")
+        return {}, b""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+        raw = json.loads(text)
+    except UnicodeDecodeError:
+        problems.add(fname, None, "not UTF-8 text (save it as UTF-8)")
+        return {}, data
+    except json.JSONDecodeError as exc:
+        problems.add(f"{fname}:{exc.lineno}", None, f"not valid JSON: {exc.msg} (column {exc.colno})")
+        return {}, data
+    if not isinstance(raw, dict):
+        problems.add(fname, None, 'expected a JSON object like {"budget": "42,000"}')
+        return {}, data
+
+    def line_of(key: str) -> str:
+        needle = json.dumps(key.split(".")[-1])
+        for i, line in enumerate(text.splitlines(), start=1):
+            if needle in line:
+                return f"{fname}:{i}"
+        return fname
+
+    out: dict[str, str] = {}
+
+    def put(key: str, value: Any) -> None:
+        if not _KEY.match(key):
+            problems.add(line_of(key), key, "a placeholder name is letters, digits, '_', '.', '-' and starts with a letter or '_'")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                put(f"{key}.{k}", v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                put(f"{key}.{i}", v)
+        elif isinstance(value, bool) or value is None:
+            problems.add(line_of(key), key, f"expected text or a number, got {json.dumps(value)} (quote it)")
+        elif isinstance(value, (int, float, str)):
+            out[key] = value if isinstance(value, str) else json.dumps(value)
+
+    for k, v in raw.items():
+        put(k, v)
+    return out, data
+
+
+def _read_rows(path: Path, fname: str, problems: _Problems) -> list[tuple[int, dict[str, Any]]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        text = _norm_bytes(path.read_bytes()).decode("utf-8")
+    except UnicodeDecodeError:
+        problems.add(fname, None, "not UTF-8 text (save it as UTF-8)")
+        return rows
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.add(f"{fname}:{lineno}", None, f"not valid JSON: {exc.msg} at column {exc.colno} (one JSON object per line)")
+            continue
+        if not isinstance(obj, dict):
+            problems.add(f"{fname}:{lineno}", None, "expected a JSON object (one prompt per line)")
+            continue
+        rows.append((lineno, obj))
+    if not rows and not any(p.startswith(fname) for p in problems.lines):
+        problems.add(fname, None, "holds no prompts (add one JSON object per line)")
+    return rows
+
+
+def _build_check(
+    raw: Any, where: str, values: Mapping[str, str], checks: Any, problems: _Problems, kind_aliases: Mapping[str, str]
+) -> Any:
+    if not isinstance(raw, dict):
+        problems.add(where, "check", 'expected an object like {"kind": "substring", "any": ["..."]}')
+        return None
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or not kind:
+        problems.add(where, "check.kind", f"missing (installed: {', '.join(checks.names())})")
+        return None
+    kind = kind_aliases.get(kind, kind)
+    if kind not in checks:
+        close = difflib.get_close_matches(kind, checks.names(), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.add(where, "check.kind", f"unknown check kind {raw['kind']!r} (installed: {', '.join(checks.names())}){hint}")
+        return None
+    cls = checks.get(kind)
+    regex_fields = set(getattr(cls, "regex_fields", ()) or ())
+    opts: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "kind":
+            continue
+        unknown: list[str] = []
+        opts[key] = _substitute_tree(value, values, key in regex_fields, unknown)
+        if unknown:
+            problems.add(where, f"check.{key}", _unknown_msg(unknown, values))
+    conv = make_converter()
+    try:
+        return conv.structure(opts, cls)
+    except Exception as exc:  # noqa: BLE001
+        lines = error_lines(exc, where, "check")
+        if lines and not (len(lines) == 1 and lines[0] == f"{where}: check: {exc}"):
+            problems.lines.extend(lines)
+        else:
+            msg = str(exc)
+            m = re.match(r"^([A-Za-z_][\w\[\]]*): (.*)$", msg)
+            if m:
+                problems.add(where, f"check.{m.group(1)}", m.group(2))
+            else:
+                problems.add(where, "check", f"{msg} (kind {kind!r})")
+        return None
+
+
+def _build_prompts(
+    rows: list[tuple[int, dict[str, Any]]],
+    fname: str,
+    values: Mapping[str, str],
+    checks: Any,
+    problems: _Problems,
+    kind_aliases: Mapping[str, str],
+) -> list[Prompt]:
+    conv = make_converter()
+    prompts: list[Prompt] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in rows:
+        where = f"{fname}:{lineno}"
+        raw = dict(obj)
+        if raw.get("conditional") == "":
+            raw["conditional"] = None
+        check_raw = raw.get("check")
+        if "check" in raw:
+            raw["check"] = {}  # structured separately, with its kind's class
+        try:
+            row = conv.structure(raw, PromptRow)
+        except Exception as exc:  # noqa: BLE001
+            problems.lines.extend(error_lines(exc, where))
+            if isinstance(check_raw, dict):  # still report the check's own problems
+                _build_check(check_raw, where, values, checks, problems, kind_aliases)
+            continue
+        if not _ID.match(row.id):
+            problems.add(where, "id", f"{row.id!r} is not a usable id (letters, digits, '_', '.', '-'; it names files)")
+        elif row.id in seen:
+            problems.add(where, "id", f"duplicate prompt id {row.id!r} (first at line {seen[row.id]}; ids must be unique)")
+        else:
+            seen[row.id] = lineno
+        if not row.prompt.strip():
+            problems.add(where, "prompt", "empty (write the task the agent gets)")
+        bad_tokens = [t for t in row.expect_tool_any if not isinstance(t, str) or not t.strip()]
+        if bad_tokens:
+            problems.add(where, "expect_tool_any", "tokens must be non-empty tool-name fragments like \"read\"")
+        unknown: list[str] = []
+        text = substitute(row.prompt, values, unknown=unknown)
+        if unknown:
+            problems.add(where, "prompt", _unknown_msg(unknown, values))
+        check = _build_check(check_raw, where, values, checks, problems, kind_aliases)
+        if check is None:
+            continue
+        prompts.append(
+            Prompt(
+                id=row.id, prompt=text, check=check, category=row.category, core=row.core,
+                conditional=row.conditional, expect_tool_any=tuple(row.expect_tool_any),
+                vibe=row.vibe, note=row.note, line=lineno,
+            )
+        )
+    return prompts
+
+
+def _fail(root: Path, problems: _Problems) -> SuiteError:
+    n = len(problems.lines)
+    head = f"suite at {root} has {n} problem{'s' if n != 1 else ''}:"
+    return SuiteError(head + "\n" + "\n".join(f"  {p}" for p in problems.lines), list(problems.lines))
+
+
+def _detect_layout(root: Path) -> str | None:
+    if (root / "suite.toml").is_file():
+        return LAYOUT_HBENCH
+    if (root / "data" / "train.jsonl").is_file():
+        return LAYOUT_V01
+    return None
+
+
+def load_suite(name_or_path: str | os.PathLike[str], registries: Any = None) -> Suite:
+    """Load, substitute and validate a suite; raise :class:`SuiteError` listing every problem.
+
+    ``registries`` is :class:`hbench.plugin_manager.Registries` (default: the process's),
+    used for suite names and check kinds.
+    """
+    reg = _registries(registries)
+    root = resolve_suite(name_or_path, reg)
+    layout = _detect_layout(root)
+    problems = _Problems()
+    if layout is None:
+        raise SuiteError(
+            f"{root}: not a suite folder: no suite.toml (hbench layout: suite.toml, prompts.jsonl, "
+            "ground_truth.json, fixtures/) and no data/train.jsonl (hermes-brain-bench v0.1 layout)",
+        )
+    hashed: dict[str, bytes] = {}
+    values, gt_bytes = _load_ground_truth(root / "ground_truth.json", problems)
+    if gt_bytes:
+        hashed["ground_truth.json"] = _norm_bytes(gt_bytes)
+
+    if layout == LAYOUT_HBENCH:
+        meta, toml_bytes = _load_suite_toml(root / "suite.toml", problems)
+        hashed["suite.toml"] = _norm_bytes(toml_bytes)
+        fname = "prompts.jsonl"
+        prompts_path = root / fname
+        kind_aliases: Mapping[str, str] = {}
+        fixtures = root / "fixtures"
+        template = True
+    else:
+        meta = SuiteFile(
+            name=root.name, version="0.1", system_prompt=DEFAULT_SYSTEM_PROMPT,
+            description="hermes-brain-bench v0.1 (published layout)",
+        )
+        fname = "data/train.jsonl"
+        prompts_path = root / fname
+        kind_aliases = V01_KIND_ALIASES
+        fixtures = root / "scratch"
+        template = False  # pre-seeded: copied verbatim
+    rows: list[tuple[int, dict[str, Any]]] = []
+    if prompts_path.is_file():
+        hashed[fname] = _norm_bytes(prompts_path.read_bytes())
+        rows = _read_rows(prompts_path, fname, problems)
+    else:
+        problems.add(fname, None, "missing (one JSON object per line: id, prompt, check, ...)")
+    prompts = _build_prompts(rows, fname, values, reg.checks, problems, kind_aliases)
+
+    fixtures_dir: Path | None = fixtures if fixtures.is_dir() else None
+    rendered: dict[str, bytes] = {}
+    if fixtures_dir is not None:
+        rendered = _render_tree(fixtures_dir, values, template, fixtures.name, problems)
+    if meta is not None and meta.defaults.runs < 1:
+        problems.add("suite.toml", "defaults.runs", "must be at least 1")
+    if meta is not None and (meta.defaults.timeout_s <= 0 or meta.defaults.max_turns < 1):
+        problems.add("suite.toml", "defaults", "timeout_s must be > 0 and max_turns at least 1")
+    if problems.lines or meta is None:
+        raise _fail(root, problems)
+    return Suite(
+        name=meta.name,
+        version=meta.version,
+        description=meta.description,
+        system_prompt=meta.system_prompt,
+        defaults=meta.defaults,
+        prompts=tuple(prompts),
+        ground_truth=dict(values),
+        path=str(root),
+        fixtures_dir=str(fixtures_dir) if fixtures_dir is not None else None,
+        sha256=tree_sha256(hashed),
+        fixtures_sha256=tree_sha256(rendered),
+        layout=layout,
+    )
+
+
+# --------------------------------------------------------------------------- render
+
+
+def rendered_fixtures(suite: Suite) -> dict[str, bytes]:
+    """The rendered fixture tree in memory: relative POSIX path -> bytes."""
+    if suite.fixtures_dir is None:
+        return {}
+    problems = _Problems()
+    files = _render_tree(Path(suite.fixtures_dir), suite.ground_truth, suite.layout == LAYOUT_HBENCH, "fixtures", problems)
+    if problems.lines:  # the folder changed since the suite loaded
+        raise SuiteError("\n".join(problems.lines), problems.lines)
+    return files
+
+
+def render_fixtures(suite: Suite, dest: Path) -> None:
+    """Write the rendered fixture tree into ``dest`` (created; must be empty if it exists).
+
+    Bytes-deterministic: the same suite gives the same bytes, whose :func:`tree_sha256`
+    equals ``suite.fixtures_sha256``. Files are 0644, folders 0755.
+    """
+    dest = Path(dest)
+    files = rendered_fixtures(suite)
+    if tree_sha256(files) != suite.fixtures_sha256:
+        raise SuiteError(
+            f"{suite.fixtures_dir}: fixtures changed since suite {suite.name!r} loaded "
+            "(reload the suite so its fixtures_sha256 matches what is rendered)"
+        )
+    if dest.exists() and any(dest.iterdir()):
+        raise SuiteError(f"{dest}: not empty (render fixtures into a new or empty folder)")
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        target = dest.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(target.parent, 0o755)
+        target.write_bytes(data)
+        os.chmod(target, 0o644)
