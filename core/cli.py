@@ -147,6 +147,72 @@ def reporters_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     _list_registry("reporters", as_json, lambda r: {"description": getattr(r, "description", "")})
 
 
+@app.command("probe")
+def probe_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (JSON lines with --watch)."),
+    watch: bool = typer.Option(False, "--watch", help="Keep reading until Ctrl-C (or --count readings)."),
+    hz: float = typer.Option(1.0, "--hz", help="Readings per second with --watch."),
+    count: Optional[int] = typer.Option(None, "--count", help="With --watch: stop after N readings."),
+    pid: Optional[int] = typer.Option(None, "--pid", help="A lane server's pid: report its process-tree RSS."),
+    lane: Optional[str] = typer.Option(None, "--lane", help="Use this lane's options (metrics_url)."),
+    metrics_url: Optional[str] = typer.Option(None, "--metrics-url",
+                                              help="Scrape this Prometheus URL (DCGM exporter, vLLM /metrics)."),
+) -> None:
+    """Telemetry now: every probe's status (and why one is unavailable) and its readings."""
+    import time
+
+    from hbench.errors import BadInput
+    from hbench.models import LaneSpec
+    from hbench.probes import Sampler
+
+    if not hz > 0:
+        raise BadInput(f"--hz must be a positive number of readings per second, got {hz}")
+    if count is not None and count < 1:
+        raise BadInput(f"--count must be at least 1, got {count}")
+    if pid is not None:
+        import psutil
+
+        if not psutil.pid_exists(pid):
+            raise BadInput(f"--pid {pid}: no such process (give the pid of a running lane server)")
+    spec = None
+    if lane is not None:
+        lanes = all_lanes()
+        if lane not in lanes:
+            raise BadInput(f"--lane {lane!r}: unknown lane (configured: {', '.join(sorted(lanes)) or 'none'}; "
+                           "see `hbench lanes`)")
+        spec = lanes[lane]
+    if metrics_url:
+        spec = LaneSpec(name=spec.name if spec else "probe", options={**(spec.options if spec else {}),
+                                                                      "metrics_url": metrics_url})
+    sampler = Sampler([e.obj for e in registries().probes.entries()], hz=hz)
+    sampler.open(spec.name if spec else "probe", pid=pid, lane=spec)
+
+    def show(reading: dict[str, Any], first: bool) -> None:
+        if as_json:
+            typer.echo(json.dumps(reading, indent=None if watch else 2))
+            return
+        if first:
+            for name, p in reading["probes"].items():
+                typer.echo(f"{name:<12} {'ok' if p['status'] == 'ok' else p['status']}")
+            typer.echo("")
+        vals = reading["readings"]
+        typer.echo("  ".join(f"{k}={v}" for k, v in vals.items()) if vals else "no readings")
+
+    try:
+        time.sleep(0.3)  # CPU percent is a rate: give it an interval
+        n = 0
+        while True:
+            show(sampler.reading(), first=n == 0)
+            n += 1
+            if not watch or (count is not None and n >= count):
+                break
+            time.sleep(1.0 / hz)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sampler.close_probes()
+
+
 # --------------------------------------------------------------------------- lane checks
 
 
@@ -242,6 +308,121 @@ def throughput_cmd(
         raise typer.Exit(1)
 
 
+@app.command("report")
+def report_cmd(
+    inputs: list[str] = typer.Argument(..., metavar="DIR_OR_FILES...",
+                                       help="Scorecards (<lane>.json) or results folders holding them."),
+    out: Optional[str] = typer.Option(None, "--out", help="Where to write (default: the first input's folder)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                     help="Compare scorecards from different suite hashes (marked in the table)."),
+    report: str = typer.Option("md,html", "--report", help="Reporters to run, comma-separated."),
+) -> None:
+    """Rebuild summary.md and report.html from scorecards alone (e.g. lanes run on several machines)."""
+    from hbench.report import rebuild_reports
+
+    names = [n.strip() for n in report.split(",") if n.strip()]
+    for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=registries()):
+        typer.echo(str(path))
+
+
+# --------------------------------------------------------------------------- suites
+
+
+def _suite_summary(s: Any) -> dict[str, Any]:
+    core = sum(p.core for p in s.prompts)
+    return {
+        "name": s.name, "version": s.version, "layout": s.layout, "path": s.path,
+        "prompts": len(s.prompts), "core": core,
+        "conditional": sorted({p.conditional for p in s.prompts if p.conditional}),
+        "vibe": sum(p.vibe for p in s.prompts), "sha256": s.sha256, "fixtures_sha256": s.fixtures_sha256,
+    }
+
+
+@app.command("validate")
+def validate_cmd(
+    suite: str = typer.Argument(..., help="A suite name (see `hbench suites`) or a suite folder."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check a suite: every problem as `file:line: key: message (fix)`, or a one-line summary. Exit 2 on problems."""
+    from hbench.errors import SuiteError
+    from hbench.suite import load_suite
+
+    try:
+        s = load_suite(suite, registries())
+    except SuiteError as exc:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "suite": suite, "problems": exc.problems}, indent=2))
+        else:
+            for line in exc.problems:
+                typer.echo(line)
+            n = len(exc.problems)
+            _err(f"{suite}: {n} problem{'s' if n != 1 else ''}")
+        raise typer.Exit(2) from None
+    info = _suite_summary(s)
+    if as_json:
+        typer.echo(json.dumps({"ok": True, **info}, indent=2))
+        return
+    cond = f", conditional: {', '.join(info['conditional'])}" if info["conditional"] else ""
+    typer.echo(f"ok: {s.name} v{s.version}: {info['prompts']} prompts ({info['core']} core{cond}; "
+               f"{info['vibe']} vibe), fixtures sha256 {s.fixtures_sha256[:16]}, suite sha256 {s.sha256[:16]}")
+
+
+@app.command("suites")
+def suites_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List bundled and plugin suites: name, version, prompts, where from."""
+    from hbench.errors import SuiteError
+    from hbench.suite import load_suite
+
+    reg = registries()
+    rows = []
+    for e in reg.suites.entries():
+        row: dict[str, Any] = {"name": e.name, "plugin": e.plugin, "path": str(e.obj)}
+        try:
+            info = _suite_summary(load_suite(str(e.obj), reg))
+            row.update({k: info[k] for k in ("version", "prompts", "core", "conditional", "fixtures_sha256")})
+            row["problems"] = []
+        except SuiteError as exc:
+            row["problems"] = exc.problems
+        rows.append(row)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no suites installed (pass a suite folder to --suite, or install a suite plugin)")
+    for r in rows:
+        if r["problems"]:
+            typer.echo(f"{r['name']:<20} INVALID ({len(r['problems'])} problems: hbench validate {r['path']})  ({r['plugin']})")
+        else:
+            typer.echo(f"{r['name']:<20} v{r['version']:<6} {r['prompts']} prompts ({r['core']} core)  "
+                       f"fixtures {r['fixtures_sha256'][:12]}  ({r['plugin']})  {r['path']}")
+
+
+# --------------------------------------------------------------------------- agents
+
+
+@app.command("agents")
+def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List agent drivers and whether each is usable here (and how to fix it if not)."""
+    rows = []
+    for e in registries().agents.entries():
+        try:
+            ok, why = e.obj.usable()
+            info = e.obj.describe()
+        except Exception as exc:  # noqa: BLE001 - one broken driver must not hide the rest
+            ok, why, info = False, f"usable() raised {type(exc).__name__}: {exc}", {}
+        rows.append({"name": e.name, "plugin": e.plugin, "usable": bool(ok), "detail": why,
+                     "version": info.get("version"),
+                     "capabilities": sorted(getattr(e.obj, "capabilities", ()) or ())})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no agent drivers installed")
+    for r in rows:
+        state = "usable" if r["usable"] else "NOT USABLE"
+        typer.echo(f"{r['name']:<12} {state:<10} {r['detail']}  ({r['plugin']})")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -264,7 +445,10 @@ def main(argv: list[str] | None = None) -> None:
         _state["strict"] = True
     try:
         _add_plugin_commands()
-        app(args=argv, prog_name="hbench", standalone_mode=False)
+        rc = app(args=argv, prog_name="hbench", standalone_mode=False)
+        # standalone_mode=False turns `raise typer.Exit(n)` into a return value
+        if isinstance(rc, int) and rc:
+            raise SystemExit(rc)
     except HBenchError as exc:
         _err(f"error: {exc}")
         raise SystemExit(exc.exit_code) from None
