@@ -153,6 +153,12 @@ def _compact(v: Any) -> Any:
     return v
 
 
+def _clean(readings: dict[str, Any] | None) -> dict[str, Any] | None:
+    if readings is None:
+        return None
+    return {k: _compact(v) for k, v in sorted(readings.items()) if _compact(v) is not None}
+
+
 # --------------------------------------------------------------------------- workers
 
 
@@ -393,6 +399,18 @@ class Sampler:
             if isinstance(call.result, dict):
                 out[slot.name] = call.result
         return out
+
+    def reading(self) -> dict[str, Any]:
+        """One reading now, for ``hbench probe``: each probe's status and its own
+        readings, plus the merged readings (not added to the series)."""
+        per_probe = self.sample_each()
+        prio = {s.name: s.priority for s in self._slots}
+        merged = merge_readings([(prio[n], r) for n, r in per_probe.items()])
+        return {
+            "probes": {s.name: {"status": s.status, "readings": _clean(per_probe.get(s.name))}
+                       for s in sorted(self._slots, key=lambda x: x.name)},
+            "readings": _clean(merged),
+        }
 
     def sample_once(self) -> dict[str, Any]:
         """One merged, tagged sample (also appended to the series)."""

@@ -101,6 +101,8 @@ class HostProbe(Probe):
         for proc in self._tree():
             try:
                 with proc.oneshot():
+                    if proc.status() == psutil.STATUS_ZOMBIE:
+                        continue  # exited, not yet reaped: holds no memory
                     rss += proc.memory_info().rss
                     first = not getattr(proc, "_hbench_primed", False)
                     pct = proc.cpu_percent(None)

@@ -63,7 +63,7 @@ class NvmlProbe(Probe):
         self._gpus: list[_Gpu] = []
         self._pid: int | None = None
         self._root: psutil.Process | None = None
-        self._said: set[tuple[int, str]] = set()
+        self._said: set[tuple[int, str, str]] = set()
         self._log = get_logger()
 
     # ----------------------------------------------------------------- set-up
@@ -158,8 +158,9 @@ class NvmlProbe(Probe):
             return set()
 
     def _say_once(self, gpu: _Gpu, event: str, **kw: Any) -> None:
-        if (gpu.index, event) not in self._said:
-            self._said.add((gpu.index, event))
+        key = (gpu.index, event, str(kw.get("metric", "")))
+        if key not in self._said:
+            self._said.add(key)
             level = "warning" if event == "probe.gpu_lost" else "info"
             getattr(self._log, level)(event, probe=self.name, gpu=gpu.index, gpu_name=gpu.name, **kw)
 
