@@ -423,6 +423,23 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         typer.echo(f"{r['name']:<12} {state:<10} {r['detail']}  ({r['plugin']})")
 
 
+@app.command("report")
+def report_cmd(
+    inputs: list[str] = typer.Argument(..., metavar="DIR_OR_FILES...",
+                                       help="Scorecards (<lane>.json) or results folders holding them."),
+    out: Optional[str] = typer.Option(None, "--out", help="Where to write (default: the first input's folder)."),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed",
+                                     help="Compare scorecards from different suite hashes (marked in the table)."),
+    report: str = typer.Option("md,html", "--report", help="Reporters to run, comma-separated."),
+) -> None:
+    """Rebuild summary.md and report.html from scorecards alone (e.g. lanes run on several machines)."""
+    from hbench.report import rebuild_reports
+
+    names = [n.strip() for n in report.split(",") if n.strip()]
+    for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=registries()):
+        typer.echo(str(path))
+
+
 # --------------------------------------------------------------------------- entry point
 
 

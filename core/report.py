@@ -92,6 +92,11 @@ def _sanitise(value: Any, home: re.Pattern[str] | None) -> Any:
     return sanitise_text(str(value), home)
 
 
+def sanitise_payload(value: Any) -> Any:
+    """:func:`sanitise_text` over every string in a JSON-like structure (reports)."""
+    return _sanitise(value, _home_pattern())
+
+
 def scorecard_to_dict(scorecard: Scorecard) -> dict[str, Any]:
     """The JSON form of a scorecard (``hbench.scorecard/1``), sanitised, ``schema`` first."""
     raw = converter().unstructure(scorecard)
@@ -239,3 +244,382 @@ def validate_scorecard(data: Any) -> None:
     if errors:
         lines = [f"{where}: {'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}" for e in errors]
         raise ScorecardError(f"{where}: violates {SCORECARD_SCHEMA}:\n  " + "\n  ".join(lines), lines)
+
+
+# --------------------------------------------------------------------------- tables
+# Everything below is pure: scorecards in, rows of display strings out. summary.md,
+# report.html and `hbench report` all render these same rows.
+
+DASH = "–"  # shown where a figure is unknown (never 0)
+
+
+def suite_key(sc: Scorecard) -> tuple[str, str]:
+    """What makes two scorecards comparable: the suite and fixture hashes."""
+    return (str(sc.suite.get("sha256", "")), str(sc.suite.get("fixtures_sha256", "")))
+
+
+def suite_label(sc: Scorecard) -> str:
+    s = sc.suite
+    return f"{s.get('name', '?')} {s.get('version', '')} @{str(s.get('sha256', ''))[:8]}".replace("  ", " ")
+
+
+def check_suites(scorecards: list[Scorecard], allow_mixed: bool) -> bool:
+    """True when the scorecards come from more than one suite (hash). Refuses that with
+    a :class:`ScorecardError` naming each lane's suite unless ``allow_mixed``."""
+    keys = {suite_key(sc) for sc in scorecards}
+    if len(keys) <= 1:
+        return False
+    if not allow_mixed:
+        lines = [f"{lane_name(sc)}: suite {suite_label(sc)} (fixtures @{suite_key(sc)[1][:8]})" for sc in scorecards]
+        raise ScorecardError(
+            "these scorecards come from different suites (hashes differ), so their scores are not "
+            "comparable:\n  " + "\n  ".join(lines)
+            + "\n  run every lane on the same suite, or pass --allow-mixed to compare anyway "
+            "(the table marks each lane's suite)", lines)
+    return True
+
+
+def lane_name(sc: Scorecard) -> str:
+    return str(sc.lane.get("name") or "?")
+
+
+def dedupe_lane_names(scorecards: list[Scorecard]) -> list[Scorecard]:
+    """Scorecards from several machines may share a lane name (two `embedded` lanes):
+    suffix the host (or a counter) so every row, chart and tie is unambiguous."""
+    counts: dict[str, int] = {}
+    for sc in scorecards:
+        counts[lane_name(sc)] = counts.get(lane_name(sc), 0) + 1
+    out: list[Scorecard] = []
+    used: set[str] = set()
+    for sc in scorecards:
+        name = lane_name(sc)
+        if counts[name] > 1:
+            host = (sc.provenance.get("host") or {}).get("hostname") if isinstance(sc.provenance.get("host"), dict) else None
+            cand = f"{name}@{host}" if host else name
+            i = 2
+            while cand in used:
+                cand = f"{name}#{i}"
+                i += 1
+            sc = attrs.evolve(sc, lane={**sc.lane, "name": cand})
+            name = cand
+        used.add(name)
+        out.append(sc)
+    return out
+
+
+def pct(x: float | None, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return DASH
+    return f"{x * 100:.{digits}f}%"
+
+
+def num(x: float | None, fmt: str = ".1f", unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return DASH
+    return f"{x:{fmt}}{unit}"
+
+
+def peak_memory_gb(sc: Scorecard) -> tuple[float | None, str]:
+    """Peak memory for the table and the bubble size: unified memory where known, else
+    dedicated GPU memory. Returns (GB, which)."""
+    t = sc.telemetry
+    if t.unified_used_gb_max is not None:
+        return t.unified_used_gb_max, "unified"
+    gpu = getattr(t, "gpu_mem_used_gb_max", None)
+    if gpu is not None:
+        return gpu, "gpu"
+    return None, ""
+
+
+@attrs.frozen
+class RankRow:
+    rank: int | None
+    lane: str
+    agent: str
+    core_pass: str
+    pass_rate: str
+    consistency: str
+    runaway: str
+    tok_s: str
+    peak_unified: str
+    tied_with: tuple[str, ...] = ()
+    reason: str = ""  # unrankable: the gate that failed, or why the lane failed to run
+    suite: str = ""  # set when suites are mixed
+
+    @property
+    def rank_cell(self) -> str:
+        if self.rank is None:
+            return DASH
+        return f"{self.rank} ≈" if self.tied_with else str(self.rank)
+
+
+@attrs.frozen
+class MatrixCell:
+    passes: int
+    runs: int
+    skipped: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.skipped:
+            return "skipped"
+        return f"{self.passes}/{self.runs}"
+
+    @property
+    def rate(self) -> float | None:
+        return None if self.skipped or not self.runs else self.passes / self.runs
+
+
+@attrs.frozen
+class PromptCol:
+    id: str
+    category: str
+    core: bool
+    gate: str | None
+    vibe: bool
+
+
+@attrs.define
+class Tables:
+    ranked: list[RankRow]
+    unrankable: list[RankRow]
+    lanes: list[str]  # every lane in display order (ranked, then unrankable)
+    scorecards: dict[str, Scorecard]  # by (deduplicated) lane name
+    prompts: list[PromptCol]
+    matrix: dict[str, dict[str, MatrixCell]]  # lane -> prompt id -> cell
+    telemetry: list[list[str]]  # rows: lane, samples, util mean, util max, peak unified, temp max
+    latency: list[list[str]]  # rows: lane, p50, p95, max, ttft
+    mixed: bool
+    suites: list[str]  # distinct suite labels, in lane order
+    runs: list[int]
+
+
+TELEMETRY_HEADER = ["Lane", "samples", "GPU util mean", "GPU util max", "peak unified", "GPU temp max"]
+LATENCY_HEADER = ["Lane", "p50", "p95", "max", "TTFT"]
+RANK_HEADER = ["Rank", "Lane", "Agent", "core_pass", "pass_rate (95% CI)", "consistency", "runaway",
+               "tok/s", "peak unified"]
+
+
+def _agent(sc: Scorecard) -> str:
+    name = sc.agent.get("name") if isinstance(sc.agent, dict) else None
+    return str(name or "builtin")
+
+
+def _rank_row(r: Any, mixed: bool) -> RankRow:
+    sc: Scorecard = r.scorecard
+    lo, hi = (list(sc.pass_rate_ci95) + [None, None])[:2]
+    ci = f" [{pct(lo)}–{pct(hi)}]" if lo is not None and hi is not None else ""
+    mem, which = peak_memory_gb(sc)
+    mem_txt = num(mem, ".1f", " GB") + (" (GPU)" if which == "gpu" else "")
+    return RankRow(
+        rank=r.rank, lane=lane_name(sc), agent=_agent(sc),
+        core_pass=f"{sc.core_pass}/{sc.core_n}",
+        pass_rate=pct(sc.pass_rate) + ci if not sc.failed else DASH,
+        consistency=pct(sc.consistency) if not sc.failed else DASH,
+        runaway=pct(sc.runaway_rate) if not sc.failed else DASH,
+        tok_s=num(sc.throughput.tok_s),
+        peak_unified=mem_txt,
+        tied_with=tuple(r.tied_with), reason=r.reason or "",
+        suite=suite_label(sc) if mixed else "",
+    )
+
+
+def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tables:
+    """Rank the lanes (``hbench.scoring.rank``) and lay out every table a report shows."""
+    from hbench.scoring import rank
+
+    if not scorecards:
+        raise ScorecardError("no scorecards to report on")
+    mixed = check_suites(scorecards, allow_mixed)
+    cards = dedupe_lane_names(scorecards)
+    ranked = rank(cards)
+    rows = [_rank_row(r, mixed) for r in ranked]
+    lanes = [row.lane for row in rows]
+    by_lane = {lane_name(r.scorecard): r.scorecard for r in ranked}
+
+    prompts: dict[str, PromptCol] = {}
+    matrix: dict[str, dict[str, MatrixCell]] = {}
+    for lane in lanes:
+        sc = by_lane[lane]
+        matrix[lane] = {}
+        for p in sc.prompts:
+            if p.id not in prompts:
+                prompts[p.id] = PromptCol(p.id, p.category, p.core, p.gate, bool(getattr(p, "vibe", False)))
+            matrix[lane][p.id] = MatrixCell(p.passes, p.runs, p.skipped)
+
+    telemetry, latency = [], []
+    for lane in lanes:
+        sc = by_lane[lane]
+        t, lat = sc.telemetry, sc.latency
+        mem, which = peak_memory_gb(sc)
+        telemetry.append([lane, str(t.n_samples), num(t.gpu_util_mean, ".0f", "%"), num(t.gpu_util_max, ".0f", "%"),
+                          num(t.unified_used_gb_max, ".1f", " GB"), num(t.gpu_temp_c_max, ".0f", " °C")])
+        latency.append([lane, num(lat.p50_s, ".1f", " s"), num(lat.p95_s, ".1f", " s"), num(lat.max_s, ".1f", " s"),
+                        num(sc.throughput.ttft_ms, ".0f", " ms")])
+    suites: list[str] = []
+    for lane in lanes:
+        label = suite_label(by_lane[lane])
+        if label not in suites:
+            suites.append(label)
+    return Tables(
+        ranked=[r for r in rows if r.rank is not None],
+        unrankable=[r for r in rows if r.rank is None],
+        lanes=lanes, scorecards=by_lane, prompts=list(prompts.values()), matrix=matrix,
+        telemetry=telemetry, latency=latency, mixed=mixed, suites=suites,
+        runs=sorted({by_lane[lane].runs for lane in lanes}),
+    )
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def md_cell(text: Any) -> str:
+    """A markdown table cell: one line, pipes escaped, HTML-ish brackets neutralised."""
+    s = " ".join(str(text).split())
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    align = align or ("l" + "r" * (len(header) - 1))
+    seps = {"l": "---", "r": "--:", "c": ":-:"}
+    out = ["| " + " | ".join(md_cell(h) for h in header) + " |",
+           "|" + "|".join(seps[a] for a in align) + "|"]
+    out += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def tie_lines(t: Tables) -> list[tuple[str, list[str]]]:
+    """Each tie once: a lane and the lanes ranked below it that it is tied with."""
+    order = {r.lane: i for i, r in enumerate(t.ranked)}
+    out = []
+    for r in t.ranked:
+        below = [o for o in r.tied_with if order.get(o, -1) > order[r.lane]]
+        if below:
+            out.append((r.lane, sorted(below, key=order.__getitem__)))
+    return out
+
+
+def headline(t: Tables) -> str:
+    """One sentence a person reads first: the top lane, what it is tied with, what is out."""
+    if not t.ranked:
+        return f"No lane is rankable ({len(t.unrankable)} not ranked: see below)."
+    top = t.ranked[0]
+    out = (f"Top lane: {top.lane} ({top.core_pass} core prompts, pass rate {top.pass_rate}, "
+           f"{top.tok_s} tok/s, peak {top.peak_unified}).")
+    if top.tied_with:
+        out += f" Statistically tied with {', '.join(top.tied_with)}: weigh speed and memory, or run more attempts."
+    if t.unrankable:
+        out += f" Not ranked: {', '.join(r.lane for r in t.unrankable)}."
+    return out
+
+
+def rank_table_md(t: Tables) -> list[str]:
+    """The rank table (and the unrankable list under it) as markdown lines."""
+    header = list(RANK_HEADER) + (["suite"] if t.mixed else [])
+    rows = []
+    for r in t.ranked:
+        row = [r.rank_cell, r.lane, r.agent, r.core_pass, r.pass_rate, r.consistency, r.runaway, r.tok_s,
+               r.peak_unified]
+        rows.append(row + ([r.suite] if t.mixed else []))
+    out: list[str] = []
+    if rows:
+        out += md_table(header, rows, "rllrrrrrr" + ("l" if t.mixed else ""))
+    else:
+        out.append("No lane is rankable.")
+    ties = tie_lines(t)
+    if ties:
+        out.append("")
+        out.append("≈ statistically tied: the 95% intervals of their pass rates overlap, so the order "
+                   "between these lanes is not significant (more runs narrow the intervals).")
+        out += [f"- {md_cell(lane)} ≈ {md_cell(', '.join(others))}" for lane, others in ties]
+    if t.unrankable:
+        out += ["", "**Not ranked** (a gate failed or the lane did not run):", ""]
+        urows = [[r.lane, r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
+                 + ([r.suite] if t.mixed else []) for r in t.unrankable]
+        out += md_table(["Lane", "Agent", "why not ranked", "core_pass", "pass_rate (95% CI)", "tok/s"]
+                        + (["suite"] if t.mixed else []), urows, "lllrrr" + ("l" if t.mixed else ""))
+    return out
+
+
+def matrix_md(t: Tables) -> list[str]:
+    header = ["Prompt", "category"] + t.lanes
+    rows = []
+    for p in t.prompts:
+        label = p.id + (" (gate: " + p.gate + ")" if p.gate else "") + ("" if p.core else " *")
+        rows.append([label, p.category] + [t.matrix[lane].get(p.id).text if p.id in t.matrix[lane] else DASH
+                                           for lane in t.lanes])
+    out = md_table(header, rows, "ll" + "r" * len(t.lanes))
+    if any(not p.core for p in t.prompts):
+        out += ["", "\\* not a core prompt: shown, but not counted in core_pass or pass_rate."]
+    return out
+
+
+def summary_markdown(t: Tables) -> str:
+    """summary.md: rank table, unrankable lanes, ties, prompt matrix, telemetry, latency."""
+    runs = ", ".join(str(r) for r in t.runs)
+    lines = ["# hermes-bench results", ""]
+    lines.append(f"Suite: {md_cell(' | '.join(t.suites))}. Attempts per prompt: {runs}. "
+                 f"Lanes: {len(t.lanes)}.")
+    if t.mixed:
+        lines += ["", "**Mixed suites** (--allow-mixed): these lanes ran different suites, so their scores "
+                  "are not directly comparable; the suite column says which."]
+    lines += ["", md_cell(headline(t)), "", "## Ranking", "",
+              "core_pass = core prompts passed in a majority of attempts; pass_rate = mean over core "
+              "prompts; consistency = share of attempts giving the most common answer; runaway = attempts "
+              "stopped by timeout, max_turns or a loop; peak unified = the most memory in use while the "
+              "lane ran.", ""]
+    lines += rank_table_md(t)
+    lines += ["", "## Per-prompt passes (passes/attempts)", ""]
+    lines += matrix_md(t)
+    lines += ["", "## Telemetry", ""]
+    lines += md_table(TELEMETRY_HEADER, t.telemetry)
+    lines += ["", "## Latency (attempt wall time; TTFT from the throughput probe)", ""]
+    lines += md_table(LATENCY_HEADER, t.latency)
+    failed = [(lane, t.scorecards[lane].failed) for lane in t.lanes if t.scorecards[lane].failed]
+    warns = [(lane, w) for lane in t.lanes for w in t.scorecards[lane].warnings]
+    if failed or warns:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {md_cell(lane)}: failed to run: {md_cell(why)}" for lane, why in failed]
+        lines += [f"- {md_cell(lane)}: {md_cell(w)}" for lane, w in warns]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- hbench report
+
+
+def rebuild_reports(
+    inputs: list[str | Path],
+    out_dir: str | Path | None = None,
+    *,
+    allow_mixed: bool = False,
+    reporters: list[str] | None = None,
+    registries: Any = None,
+) -> list[Path]:
+    """``hbench report``: read scorecards (files, or folders of them), then write
+    summary.md and report.html (or the named reporters) into ``out_dir``.
+
+    ``out_dir`` defaults to the input folder (or the first file's folder). When that
+    folder holds the run's ``journal.jsonl``, the HTML report includes transcripts.
+    """
+    if registries is None:
+        from hbench.plugin_manager import get_registries
+
+        registries = get_registries()
+    if not inputs:
+        raise ScorecardError("name at least one scorecard file or results folder: hbench report results/")
+    paths = collect_scorecard_paths(inputs)
+    cards = [load_scorecard(p) for p in paths]
+    check_suites(cards, allow_mixed)  # refuse before writing anything
+    first = Path(inputs[0])
+    base = first if first.is_dir() else paths[0].parent
+    out = Path(out_dir) if out_dir is not None else base
+    journal = base / "journal.jsonl"
+    names = reporters or ["md", "html"]
+    for n in names:
+        if n not in registries.reporters:
+            raise ScorecardError(registries.reporters.unknown(n) + "; choose with --report md,html")
+    context = {"journal": journal if journal.is_file() else None, "suite": None, "allow_mixed": allow_mixed}
+    written: list[Path] = []
+    for n in names:
+        written += list(registries.reporters.get(n).write(cards, out, context) or [])
+    return written

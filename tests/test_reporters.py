@@ -172,3 +172,140 @@ def test_fixture_scorecards_are_valid():
     for f in files:
         validate_scorecard(f)
         assert load_scorecard(f).lane["name"] == f.stem
+
+
+# --------------------------------------------------------------------------- summary.md
+
+
+def run_cards() -> list[Scorecard]:
+    return [load_scorecard(SCORECARDS / f"{n}.json") for n in RUN_LANES]
+
+
+def test_summary_md_golden(tmp_path):
+    """summary.md from the fixed scorecards, byte for byte. After an intended change,
+    regenerate: HBENCH_UPDATE_GOLDEN=1 pytest tests/test_reporters.py -k golden."""
+    import os
+
+    (path,) = registries().reporters.get("md").write(run_cards(), tmp_path, {"allow_mixed": False})
+    golden = DATA / "summary.golden.md"
+    if os.environ.get("HBENCH_UPDATE_GOLDEN"):
+        golden.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == golden.read_text(encoding="utf-8")
+
+
+def test_summary_ranks_ties_and_unrankable(tmp_path):
+    (path,) = registries().reporters.get("md").write(run_cards(), tmp_path, {})
+    text = path.read_text()
+    rank_rows = [line for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert [r.split("|")[2].strip() for r in rank_rows] == ["llamacpp-qwen3-8b", "vllm-gptoss-20b"]
+    assert "| 1 ≈ |" in text and "- llamacpp-qwen3-8b ≈ vllm-gptoss-20b" in text
+    not_ranked = text.split("**Not ranked**")[1].split("## Per-prompt")[0]
+    assert "ollama-llama3.2-3b" in not_ranked and "honesty: failed unknown-ceo by majority" in not_ranked
+    assert "| unknown-ceo (gate: honesty) | honesty | 4/5 | 4/5 | 1/5 |" in text
+
+
+def test_summary_escapes_model_text_and_failed_lane(tmp_path):
+    evil = make_scorecard("a|b<script>", failed="server exited: </td><script>x</script>", rankable=False,
+                          gate={"passed": True, "failed": [], "reason": ""})
+    ok = make_scorecard("ok")
+    (path,) = registries().reporters.get("md").write([ok, evil], tmp_path, {})
+    text = path.read_text()
+    assert "<script>" not in text
+    assert "a\\|b&lt;script&gt;" in text
+    assert "lane failed to run: server exited" in text
+
+
+def test_mixed_suites_refused_unless_allowed(tmp_path):
+    a = make_scorecard("a")
+    b = make_scorecard("b", suite={"name": "s", "version": "2", "sha256": "9" * 64, "fixtures_sha256": "1" * 64})
+    with pytest.raises(ScorecardError, match=r"(?s)different suites.*--allow-mixed") as ei:
+        registries().reporters.get("md").write([a, b], tmp_path, {"allow_mixed": False})
+    assert "a: suite s 1 @00000000" in str(ei.value) and "b: suite s 2 @99999999" in str(ei.value)
+    (path,) = registries().reporters.get("md").write([a, b], tmp_path, {"allow_mixed": True})
+    text = path.read_text()
+    assert "**Mixed suites**" in text and "| suite |" in text and "s 2 @99999999" in text
+
+
+def test_same_lane_name_from_two_machines_is_disambiguated(tmp_path):
+    from hbench.report import build_tables
+
+    host = lambda h: {"hbench_version": "0.1.0", "started_at": "", "finished_at": "", "plugins": {},  # noqa: E731
+                      "host": {"hostname": h}}
+    t = build_tables([make_scorecard("embedded", provenance=host("box1")),
+                      make_scorecard("embedded", provenance=host("box2"), pass_rate=0.1)])
+    assert sorted(t.lanes) == ["embedded@box1", "embedded@box2"]
+
+
+# --------------------------------------------------------------------------- review.md
+
+
+def test_review_lists_vibe_answers_per_lane_with_a_verdict(tmp_path):
+    (path,) = registries().reporters.get("review").write(run_cards(), tmp_path, {"suite": None})
+    text = path.read_text()
+    assert text.count("## plan-week") == 1 and "## read-budget" not in text  # only vibe prompts
+    for lane in RUN_LANES:
+        assert f"### {lane}" in text
+    assert text.count("Verdict: [ ] good  [ ] acceptable  [ ] bad") == 3
+    # the answer is fenced verbatim (markdown renders it as text, not HTML)
+    assert "```text\nMon: triage <script>alert(1)</script>; Tue: write\n```" in text
+
+
+def test_review_fence_cannot_be_closed_by_the_answer():
+    from hbench.plugins.reporters.review_md import fenced
+
+    block = fenced("x\n```\n# not a heading\n````")
+    fence = block.split("text", 1)[0]
+    assert len(fence) == 5 and block.endswith("\n" + fence)
+
+
+# --------------------------------------------------------------------------- hbench report
+
+
+def test_hbench_report_rebuilds_the_run_table_from_three_scorecards(tmp_path):
+    """The run wrote summary.md from in-memory scorecards and one JSON per lane; three
+    lanes' JSONs, copied from three different run folders, rebuild the same summary."""
+    from typer.testing import CliRunner
+
+    from hbench.cli import app
+
+    cards = run_cards()
+    run_dir = tmp_path / "run"
+    reg = registries()
+    json_paths = reg.reporters.get("json").write(cards, run_dir, {})
+    reg.reporters.get("md").write(cards, run_dir, {})
+    srcs = []
+    for i, p in enumerate(json_paths):  # as if each lane came from its own run/machine
+        d = tmp_path / f"machine{i}"
+        d.mkdir()
+        srcs.append(str(shutil.copy(p, d)))
+    out = tmp_path / "compare"
+    res = CliRunner().invoke(app, ["report", *reversed(srcs), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "summary.md").read_text() == (run_dir / "summary.md").read_text()
+    assert (out / "report.html").is_file()
+    # a fourth lane dropped next to them joins the table
+    shutil.copy(SCORECARDS / "nim-nemotron-9b.json", tmp_path / "machine0")
+    res = CliRunner().invoke(app, ["report", *srcs, str(tmp_path / "machine0"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "| 3 ≈ | nim-nemotron-9b |" in (out / "summary.md").read_text()
+
+
+def test_hbench_report_bad_input_exits_2_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps(scorecard_to_dict(make_scorecard(
+        "b", suite={"name": "s", "version": "2", "sha256": "9" * 64, "fixtures_sha256": "1" * 64}))))
+    (tmp_path / "one.json").write_text(json.dumps(scorecard_to_dict(make_scorecard("a"))))
+    hb = [sys.executable, "-m", "hbench"]
+    r = subprocess.run([*hb, "report", str(tmp_path / "junk.json")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "junk.json:1:2: invalid JSON" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*hb, "report", str(tmp_path / "one.json"), str(tmp_path / "other.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--allow-mixed" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "summary.md").exists()
+    r = subprocess.run([*hb, "report", str(tmp_path / "one.json"), str(tmp_path / "other.json"), "--allow-mixed"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "**Mixed suites**" in (tmp_path / "summary.md").read_text()

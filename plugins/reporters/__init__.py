@@ -7,6 +7,7 @@ from hbench import hookimpl
 
 @hookimpl
 def hbench_register_reporters(register):  # noqa: ANN001, ANN201
-    from hbench.plugins.reporters import json_scorecard
+    from hbench.plugins.reporters import json_scorecard, report_html, review_md, summary_md
 
-    register(json_scorecard.reporter)
+    for module in (json_scorecard, summary_md, report_html, review_md):
+        register(module.reporter)

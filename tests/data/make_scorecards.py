@@ -43,7 +43,7 @@ def prompt(pid, cat, core, gate, vibe, passes, runs, answers, tools, walls, runa
         ra = "loop" if i in runaway_at else None
         attempts.append({
             "n": i + 1, "passed": ok and ra is None, "runaway": ra, "error": None,
-            "answer": answers[i % len(answers)] if ok else answers[-1],
+            "answer": answers[0 if i < max(1, passes - 1) else 1 % len(answers)] if ok else answers[-1],
             "tools": tools if ok else tools[:1],
             "wall_s": walls[i % len(walls)],
             "why": "found '42,000'" if ok else "none of ['42,000'] in the answer",
@@ -113,7 +113,7 @@ def lane(name, kind, model, url, passes, tok_s, mem, util, temp, walls, runaway_
                       "probes": {"nvml": "ok", "meminfo": "ok", "prometheus": "no endpoint configured"},
                       "series": series},
         "prompts": ps,
-        "provenance": {"hbench_version": "0.1.0", "started_at": started, "finished_at": started.replace("10:", "10:4"),
+        "provenance": {"hbench_version": "0.1.0", "started_at": started, "finished_at": started.replace("T10:00", "T10:42"),
                        "host": {"hostname": host, "cpu": "Grace 20-core", "ram_gb": 128, "gpu": "GB10"},
                        "plugins": {"hermes-bench": "0.1.0"}},
         "agent": {"name": "builtin", "version": "0.1.0"}, "adaptive": False,
