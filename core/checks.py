@@ -178,11 +178,13 @@ def compile_patterns(patterns: Sequence[str], *, case_sensitive: bool = False, f
 
 
 def _compile(pattern: str, case_sensitive: bool, where: str) -> Any:
-    flags_prefix = "" if case_sensitive else "(?i)"
     try:
         import re2
 
-        return re2.compile(flags_prefix + pattern)
+        opts = re2.Options()
+        opts.log_errors = False  # a refused pattern falls back below; don't print to stderr
+        opts.case_sensitive = case_sensitive
+        return re2.compile(pattern, opts)
     except Exception:  # noqa: BLE001 - RE2 refused it (or is missing): try Python's re
         pass
     try:

@@ -277,11 +277,17 @@ def _line_of_key(text: str, dotted: str) -> int | None:
 
 def _toml_where(fname: str, text: str, line: str) -> str:
     """Prefix a ``fname: key: msg`` line from error_lines with the key's line number."""
-    m = re.match(rf"^{re.escape(fname)}: ([^:]+): (.*)$", line)
+    line = _with_hint(line)
+    m = re.match(rf"^{re.escape(fname)}: ([^:]+): (.*)$", line, re.DOTALL)
     if not m:
         return line
     key, msg = m.group(1), m.group(2)
-    n = _line_of_key(text, key)
+    if key == "(top level)":
+        key = ""
+    extra = re.match(r"unknown key '([^']+)'", msg)
+    n = _line_of_key(text, f"{key}.{extra.group(1)}" if key else extra.group(1)) if extra else _line_of_key(text, key)
+    if not key:
+        return f"{fname}:{n}: {msg}" if n else f"{fname}: {msg}"
     return f"{fname}:{n}: {key}: {msg}" if n else line
 
 
@@ -407,16 +413,11 @@ def _build_check(
     try:
         return conv.structure(opts, cls)
     except Exception as exc:  # noqa: BLE001
-        lines = error_lines(exc, where, "check")
-        if lines and not (len(lines) == 1 and lines[0] == f"{where}: check: {exc}"):
-            problems.lines.extend(lines)
-        else:
-            msg = str(exc)
-            m = re.match(r"^([A-Za-z_][\w\[\]]*): (.*)$", msg)
-            if m:
-                problems.add(where, f"check.{m.group(1)}", m.group(2))
-            else:
-                problems.add(where, "check", f"{msg} (kind {kind!r})")
+        # Option validators raise "field: message"; fold the field into the key path.
+        field_msg = re.compile(rf"^{re.escape(where)}: check: ([A-Za-z_][\w\[\]]*): (.*)$", re.DOTALL)
+        for line in error_lines(exc, where, "check"):
+            m = field_msg.match(line)
+            problems.lines.append(f"{where}: check.{m.group(1)}: {m.group(2)}" if m else _with_hint(line))
         return None
 
 
@@ -442,7 +443,8 @@ def _build_prompts(
         try:
             row = conv.structure(raw, PromptRow)
         except Exception as exc:  # noqa: BLE001
-            problems.lines.extend(error_lines(exc, where))
+            for line in error_lines(exc, where):
+                problems.lines.append(_with_hint(line.replace(f"{where}: (top level): ", f"{where}: ")))
             if isinstance(check_raw, dict):  # still report the check's own problems
                 _build_check(check_raw, where, values, checks, problems, kind_aliases)
             continue
@@ -472,6 +474,15 @@ def _build_prompts(
             )
         )
     return prompts
+
+
+def _with_hint(line: str) -> str:
+    """Add "did you mean" to an ``unknown key 'x' (allowed: a, b)`` line."""
+    m = re.search(r"unknown key '([^']+)' \(allowed: ([^)]*)\)$", line)
+    if not m:
+        return line
+    close = difflib.get_close_matches(m.group(1), [a.strip() for a in m.group(2).split(",")], n=1, cutoff=0.6)
+    return f"{line}; did you mean {close[0]!r}?" if close else line
 
 
 def _fail(root: Path, problems: _Problems) -> SuiteError:

@@ -16,10 +16,20 @@ import attrs
 from hbench.checks import CheckResult, find_numbers, numbers_equal, parse_number, short
 
 
+def _value(value: Any) -> float:
+    try:
+        return parse_number(value)
+    except ValueError as exc:
+        raise ValueError(f"value: {exc}") from None
+
+
 def _tolerance(value: Any) -> float:
-    tol = parse_number(value)
+    try:
+        tol = parse_number(value)
+    except ValueError as exc:
+        raise ValueError(f"tolerance: {exc}") from None
     if tol < 0:
-        raise ValueError(f"tolerance must be >= 0, got {value!r}")
+        raise ValueError(f"tolerance: must be >= 0, got {value!r}")
     return tol
 
 
@@ -31,7 +41,7 @@ def _fmt(x: float) -> str:
 class Number:
     name: ClassVar[str] = "number"
 
-    value: Any = attrs.field(converter=parse_number)
+    value: Any = attrs.field(converter=_value)
     tolerance: Any = attrs.field(default=0.0, converter=_tolerance)
     which: Literal["any", "last", "first"] = "any"
 
