@@ -474,7 +474,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sleep(self, seconds: float | None) -> None:
         """Sleep, waking early when the server stops; raise _ClientGone if the client hangs up."""
-        end = None if seconds is None else time.monotonic() + seconds
+        self._sleep_until(None if seconds is None else time.monotonic() + seconds)
+
+    def _sleep_until(self, end: float | None) -> None:
+        """Sleep until ``end`` (monotonic; None = until the client hangs up or the server stops).
+        Token pacing uses absolute due times, so per-token overheads do not add up."""
         stop = self.server.owner._stopping
         while True:
             if self._gone():
@@ -721,10 +725,16 @@ class _Handler(BaseHTTPRequestHandler):
             event(json.dumps(obj).encode())
 
         send(chunk({"role": "assistant", "content": ""}))
-        t1 = time.monotonic()
-        for piece in reply.reasoning_pieces:
+        t1 = due = time.monotonic()
+
+        def pace() -> None:
+            nonlocal due
             if tok_lat:
-                self._sleep(tok_lat)
+                due += tok_lat
+                self._sleep_until(due)
+
+        for piece in reply.reasoning_pieces:
+            pace()
             send(chunk({"reasoning_content": piece}))
         pieces = reply.content_pieces
         if "huge_body" in kinds:
@@ -734,8 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
                 pieces.append(block[:size])
                 size -= 65536
         for i, piece in enumerate(pieces):
-            if tok_lat:
-                self._sleep(tok_lat)
+            pace()
             payload = json.dumps(chunk({"content": piece})).encode()
             if "invalid_utf8" in kinds and i == 0:
                 payload = payload.replace(b'"content": "', b'"content": "\xff\xfe', 1)
@@ -743,8 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = payload[: len(payload) // 2]
             event(payload)
         for tc_index, tc in enumerate(reply.tool_calls):
-            if tok_lat:
-                self._sleep(tok_lat)
+            pace()
             fn = tc["function"]
             head: dict[str, Any] = {"index": tc_index, "type": "function",
                                     "function": {"name": fn["name"], "arguments": ""}}
@@ -757,8 +765,7 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             send(chunk({"tool_calls": [head]}))
             for j in range(0, len(args), 24):
-                if tok_lat:
-                    self._sleep(tok_lat)
+                pace()
                 send(chunk({"tool_calls": [{"index": tc_index, "function": {"arguments": args[j:j + 24]}}]}))
         extra: dict[str, Any] = {}
         if owner.timings:
@@ -863,6 +870,13 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     owner: "ScriptedServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up is normal here (timeouts, drops); anything else is printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, _ClientGone)) and not self.owner.verbose:
+            return
+        super().handle_error(request, client_address)
 
 
 class ScriptedServer:
