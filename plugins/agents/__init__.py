@@ -7,6 +7,7 @@ from hbench import hookimpl
 
 @hookimpl
 def hbench_register_agents(register):  # noqa: ANN001, ANN201
-    from hbench.plugins.agents import hermes
+    from hbench.plugins.agents import builtin, hermes
 
+    register(builtin.BuiltinAgent())
     register(hermes.AGENT)
