@@ -423,21 +423,69 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         typer.echo(f"{r['name']:<12} {state:<10} {r['detail']}  ({r['plugin']})")
 
 
-@app.command("report")
-def report_cmd(
-    inputs: list[str] = typer.Argument(..., metavar="DIR_OR_FILES...",
-                                       help="Scorecards (<lane>.json) or results folders holding them."),
-    out: Optional[str] = typer.Option(None, "--out", help="Where to write (default: the first input's folder)."),
-    allow_mixed: bool = typer.Option(False, "--allow-mixed",
-                                     help="Compare scorecards from different suite hashes (marked in the table)."),
-    report: str = typer.Option("md,html", "--report", help="Reporters to run, comma-separated."),
-) -> None:
-    """Rebuild summary.md and report.html from scorecards alone (e.g. lanes run on several machines)."""
-    from hbench.report import rebuild_reports
+# --------------------------------------------------------------------------- run
 
-    names = [n.strip() for n in report.split(",") if n.strip()]
-    for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=registries()):
-        typer.echo(str(path))
+
+@app.command("run")
+def run_cmd(
+    lanes: Optional[str] = typer.Option(None, "--lanes", help="all, or lane names a,b (default: \\[run].lanes, "
+                                        "else every hbench.toml lane, else the embedded lane)."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="Suite name or folder (default hermes-brain)."),
+    runs: Optional[int] = typer.Option(None, "--runs", help="Attempts per prompt (default: the suite's)."),
+    core_only: Optional[bool] = typer.Option(None, "--core-only/--all-prompts", help="Run core prompts only."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per attempt (a runaway past it)."),
+    max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns per attempt."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Attempts of a lane at once (default 1)."),
+    adaptive: Optional[bool] = typer.Option(None, "--adaptive/--no-adaptive",
+                                            help="Stop a prompt once its majority verdict cannot change."),
+    resume: bool = typer.Option(False, "--resume", help="Skip every attempt already in OUT/journal.jsonl."),
+    out: Optional[str] = typer.Option(None, "--out", help="Results folder (default results)."),
+    lane_url: Optional[str] = typer.Option(None, "--lane-url", help="Ad-hoc lane: an OpenAI-compatible base URL."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model id for --lane-url."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the --lane-url API key."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="Agent driver (default builtin; see `hbench agents`)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Reporters, e.g. json,md (default: all)."),
+    sample_hz: Optional[float] = typer.Option(None, "--sample-hz", help="Telemetry samples per second (default 2)."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar on stderr (default: when it is a terminal)."),
+) -> None:
+    """Run the suite against lanes, N times per prompt; journal and score every attempt."""
+    from hbench.runner import RunOptions, run
+
+    given = {"--lanes": lanes, "--suite": suite, "--runs": runs, "--timeout": timeout, "--max-turns": max_turns,
+             "--concurrency": concurrency, "--out": out, "--lane-url": lane_url, "--model": model,
+             "--api-key-env": api_key_env, "--agent": agent, "--report": report, "--sample-hz": sample_hz}
+    argv = (["--config", _state["config"]] if _state["config"] else []) + ["run"]
+    for flag, value in given.items():
+        if value is not None:
+            argv += [flag, str(value)]
+    for value, on, off in ((core_only, "--core-only", "--all-prompts"), (adaptive, "--adaptive", "--no-adaptive")):
+        if value is not None:
+            argv.append(on if value else off)
+    opts = RunOptions(
+        suite=suite, lanes=lanes, lane_url=lane_url, model=model, api_key_env=api_key_env, runs=runs,
+        core_only=core_only, timeout_s=timeout, max_turns=max_turns, concurrency=concurrency, adaptive=adaptive,
+        resume=resume, out=out, agent=agent, report=report, sample_hz=sample_hz, config=_state["config"],
+        progress=progress, argv=argv,
+    )
+    try:
+        result = run(opts, plugins_obj())
+    except KeyboardInterrupt:
+        _err("interrupted; every finished attempt is journaled. Resume with: hbench "
+             + " ".join(argv + ["--resume"]))
+        raise typer.Exit(130) from None
+    for sc in result.scorecards:
+        lane = sc.lane.get("name")
+        if sc.failed:
+            typer.echo(f"{lane}: FAILED - {sc.failed.splitlines()[0]}")
+            continue
+        tok = f"{sc.throughput.tok_s:.1f} tok/s" if sc.throughput.tok_s else "tok/s n/a"
+        typer.echo(f"{lane}: core {sc.core_pass}/{sc.core_n}, pass_rate {sc.pass_rate:.2f}, "
+                   f"consistency {sc.consistency:.2f}, runaways {sc.runaway_rate:.2f}, {tok}"
+                   + ("" if sc.rankable else f"  [unrankable: {sc.gate.get('reason', '')}]"))
+    typer.echo(f"results in {result.out_dir} (journal {result.journal})")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 # --------------------------------------------------------------------------- entry point
