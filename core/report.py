@@ -283,6 +283,15 @@ def lane_name(sc: Scorecard) -> str:
     return str(sc.lane.get("name") or "?")
 
 
+def host_name(sc: Scorecard) -> str | None:
+    """The machine a scorecard came from: ``provenance.host.hostname`` (a bare string is
+    accepted too, as early runners wrote it)."""
+    host = sc.provenance.get("host")
+    if isinstance(host, dict):
+        host = host.get("hostname")
+    return str(host) if host else None
+
+
 def dedupe_lane_names(scorecards: list[Scorecard]) -> list[Scorecard]:
     """Scorecards from several machines may share a lane name (two `embedded` lanes):
     suffix the host (or a counter) so every row, chart and tie is unambiguous."""
@@ -294,7 +303,7 @@ def dedupe_lane_names(scorecards: list[Scorecard]) -> list[Scorecard]:
     for sc in scorecards:
         name = lane_name(sc)
         if counts[name] > 1:
-            host = (sc.provenance.get("host") or {}).get("hostname") if isinstance(sc.provenance.get("host"), dict) else None
+            host = host_name(sc)
             cand = f"{name}@{host}" if host else name
             i = 2
             while cand in used:
@@ -317,6 +326,11 @@ def num(x: float | None, fmt: str = ".1f", unit: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return DASH
     return f"{x:{fmt}}{unit}"
+
+
+def seconds(x: float | None) -> str:
+    """Wall time: one decimal, two below a second (a 0.02 s attempt is not "0.0 s")."""
+    return num(x, ".2f" if x is not None and x < 1 else ".1f", " s")
 
 
 def peak_memory_gb(sc: Scorecard) -> tuple[float | None, str]:
@@ -454,7 +468,7 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tabl
         mem, which = peak_memory_gb(sc)
         telemetry.append([lane, str(t.n_samples), num(t.gpu_util_mean, ".0f", "%"), num(t.gpu_util_max, ".0f", "%"),
                           num(t.unified_used_gb_max, ".1f", " GB"), num(t.gpu_temp_c_max, ".0f", " °C")])
-        latency.append([lane, num(lat.p50_s, ".1f", " s"), num(lat.p95_s, ".1f", " s"), num(lat.max_s, ".1f", " s"),
+        latency.append([lane, seconds(lat.p50_s), seconds(lat.p95_s), seconds(lat.max_s),
                         num(sc.throughput.ttft_ms, ".0f", " ms")])
     suites: list[str] = []
     for lane in lanes:

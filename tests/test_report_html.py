@@ -279,3 +279,15 @@ def test_report_rebuilt_from_scorecards_alone_says_transcripts_are_absent(browse
     assert "built from scorecards alone" in browser.js("document.getElementById('detail').innerText")
     assert console_errors(browser) == []
     assert requests_made(browser, out / "report.html") == []
+
+
+def test_screenshot_of_a_real_run(browser, tmp_path):
+    """When HBENCH_E2E_RESULTS points at an `hbench run` output folder, screenshot its
+    report too (a person looks at it; the DOM checks still apply)."""
+    src = os.environ.get("HBENCH_E2E_RESULTS")
+    if not src:
+        pytest.skip("set HBENCH_E2E_RESULTS=DIR to check a real run's report.html")
+    page = Path(src) / "report.html"
+    open_page(browser, page)
+    assert console_errors(browser) == [] and requests_made(browser, page) == []
+    screenshot(browser, tmp_path / "report-e2e.png")

@@ -440,7 +440,8 @@ APP_JS = r"""
   function lineSets(key) {
     return data.lanes.filter(function (l) { return (data.series[l.name] || []).some(function (p) { return p[key] !== null; }); })
       .map(function (l) {
-        return { label: l.name, borderColor: l.color, backgroundColor: l.color, pointRadius: 0, borderWidth: 1.5, spanGaps: true,
+        return { label: l.name, borderColor: l.color, backgroundColor: l.color, borderWidth: 1.5, spanGaps: true,
+                 pointRadius: data.series[l.name].length < 3 ? 3 : 0,
                  data: data.series[l.name].map(function (p) { return { x: p.t, y: p[key] }; }) };
       });
   }
@@ -489,7 +490,7 @@ def chart_js() -> str:
 
 
 def render_html(tables: Any, payload: dict[str, Any], title: str = "hermes-bench report") -> str:
-    from hbench.report import LATENCY_HEADER, TELEMETRY_HEADER, headline, sanitise_payload, sanitise_text
+    from hbench.report import LATENCY_HEADER, TELEMETRY_HEADER, headline, host_name, sanitise_payload, sanitise_text
 
     payload = sanitise_payload(payload)
     lib = chart_js()
@@ -499,8 +500,7 @@ def render_html(tables: Any, payload: dict[str, Any], title: str = "hermes-bench
     scs = [tables.scorecards[lane] for lane in tables.lanes]
     starts = sorted(str(sc.provenance.get("started_at")) for sc in scs if sc.provenance.get("started_at"))
     ends = sorted(str(sc.provenance.get("finished_at")) for sc in scs if sc.provenance.get("finished_at"))
-    hosts = sorted({str(h.get("hostname")) for sc in scs if isinstance(h := sc.provenance.get("host"), dict)
-                    and h.get("hostname")})
+    hosts = sorted({h for sc in scs if (h := host_name(sc))})
     when = f"{starts[0]} → {ends[-1]}" if starts and ends else ""
     meta = [f"suite {' | '.join(tables.suites)}", f"{', '.join(map(str, tables.runs))} attempts per prompt",
             f"{len(tables.lanes)} lanes"]
