@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every scorecard any test writes is validated against core/scorecard.schema.json by
+# the json reporter (subprocesses inherit it too).
+os.environ.setdefault("HBENCH_VALIDATE_SCORECARDS", "1")
 
 from hbench.plugin_manager import reset_plugins
 
