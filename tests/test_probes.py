@@ -174,6 +174,25 @@ def test_host_handles_children_that_vanish_and_a_root_that_dies(proc_tree):
     assert "rss_gb" not in r and "cpu_percent" in r  # the lane is gone; the machine is still measured
 
 
+def test_host_picks_up_new_children_at_the_next_rescan(monkeypatch):
+    monkeypatch.setattr(HostProbe, "rescan_s", 0.3)
+    probe = HostProbe()
+    probe.set_target(pid=os.getpid())
+    probe.available()
+    before = probe.sample()["lane_procs"]
+    kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert probe.sample()["lane_procs"] == before  # cached tree: no /proc scan this time
+        time.sleep(0.35)
+        assert probe.sample()["lane_procs"] == before + 1
+        assert kid.pid in probe._procs
+    finally:
+        kid.kill()
+        kid.wait()
+    time.sleep(0.35)
+    assert probe.sample()["lane_procs"] == before
+
+
 def test_host_with_a_pid_that_does_not_exist_reports_cpu_only():
     probe = HostProbe()
     probe.set_target(pid=2**22 + 12345)

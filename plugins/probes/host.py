@@ -7,6 +7,7 @@ samples (a fresh Process's first ``cpu_percent`` is 0.0 and is not reported). Ch
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import psutil
@@ -27,6 +28,8 @@ class HostProbe(Probe):
     name: ClassVar[str] = "host"
     description: ClassVar[str] = "CPU percent and the lane server's process-tree RSS (psutil)"
     priority: ClassVar[int] = 50
+    #: seconds between re-listings of the lane's process tree
+    rescan_s: ClassVar[float] = 5.0
 
     def __init__(self) -> None:
         self._pid: int | None = None
@@ -34,12 +37,14 @@ class HostProbe(Probe):
         self._procs: dict[int, psutil.Process] = {}  # pid -> cached Process (cpu counters)
         self._root_gone = False
         self._last_cpu: tuple[float, float] | None = None
+        self._listed_at: float | None = None
 
     def set_target(self, pid: int | None = None, lane: Any = None) -> None:
         self._pid = pid
         self._root = None
         self._procs = {}
         self._root_gone = False
+        self._listed_at = None
         if pid is not None:
             try:
                 self._root = psutil.Process(pid)
@@ -70,22 +75,25 @@ class HostProbe(Probe):
         return max(0.0, min(100.0, 100.0 * (now[0] - last[0]) / d_total))
 
     def _tree(self) -> list[psutil.Process]:
-        """The cached root plus its current children, reusing cached objects (same pid
-        and create time) so their CPU counters carry over."""
+        """The cached root plus its children. Listing children scans every process on
+        the machine (/proc/*/stat), so the tree is re-listed only every
+        ``rescan_s`` seconds; in between the cached members are read. Re-listing reuses
+        cached objects (same pid and create time) so their CPU counters carry over."""
         assert self._root is not None
+        now = time.monotonic()
+        if self._listed_at is not None and now - self._listed_at < self.rescan_s:
+            return list(self._procs.values())
         try:
             children = self._root.children(recursive=True)
         except _GONE:
             return []
-        procs = [self._root]
+        self._listed_at = now
         fresh: dict[int, psutil.Process] = {self._root.pid: self._root}
         for child in children:
             cached = self._procs.get(child.pid)
-            proc = cached if cached is not None and cached == child else child
-            fresh[child.pid] = proc
-            procs.append(proc)
+            fresh[child.pid] = cached if cached is not None and cached == child else child
         self._procs = fresh
-        return procs
+        return list(fresh.values())
 
     def sample(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cpu_percent": self._cpu_percent()}
@@ -113,7 +121,8 @@ class HostProbe(Probe):
                     cpu += pct
                     seen += 1
             except _GONE:
-                continue  # vanished between listing and reading
+                self._procs.pop(proc.pid, None)  # vanished since it was listed
+                continue
         if n == 0:
             return out
         out["rss_gb"] = rss / GIB
