@@ -31,7 +31,7 @@ from typing import Iterator
 from hbench.tools import ToolError
 
 #: default cap on the bytes one read returns to the model
-MAX_READ_BYTES = 64 * 1024
+MAX_READ_BYTES = 32 * 1024
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

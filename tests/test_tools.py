@@ -81,7 +81,7 @@ def test_read_file_caps_a_huge_file(tools: dict, box: Sandbox) -> None:
     out = call(tools, "read_file", box, path="huge.txt")
     assert time.monotonic() - t < 1.0
     assert out.startswith("line\nline\n")
-    assert "[truncated: showing the first 64.0 KiB of 1.0 GiB]" in out
+    assert "[truncated: showing the first 32.0 KiB of 1.0 GiB]" in out
 
 
 def test_glob(tools: dict, box: Sandbox) -> None:

@@ -36,7 +36,7 @@ from hbench.tools import ToolError
 #: the same call (name + arguments) this many times in one attempt is a loop
 LOOP_REPEATS = 3
 #: characters of one tool result the model sees
-MAX_TOOL_RESULT = 16_000
+MAX_TOOL_RESULT = 40_000  # above read_file's 32 KiB cap, so its own truncation note survives
 
 
 def _now() -> str:

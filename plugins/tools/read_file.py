@@ -12,7 +12,7 @@ class ReadFile(Tool):
     name: ClassVar[str] = "read_file"
     description: ClassVar[str] = (
         "Read a text file in the workspace. Paths are relative to the workspace root, "
-        "e.g. 'notes/budget.md'. Large files are cut off after the first 64 KiB."
+        "e.g. 'notes/budget.md'. Large files are cut off after the first 32 KiB."
     )
     parameters: ClassVar[dict[str, Any]] = {
         "type": "object",
