@@ -682,7 +682,12 @@ class ChatClient:
                  connect_timeout_s: float = 10.0, retries: int = 3, retry_after_cap_s: float = 30.0,
                  backoff_s: float = 0.5, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  model_mismatch: str = "warn", lane: str | None = None,
-                 headers: dict[str, str] | None = None, max_connections: int = 64):
+                 headers: dict[str, str] | None = None, max_connections: int = 64,
+                 tail_grace_s: float = TAIL_GRACE_S, transport: httpx.BaseTransport | None = None):
+        """``timeout_s``: the longest silence between bytes (without a deadline);
+        ``retries``: extra tries after the first; ``tail_grace_s``: how long to wait for
+        usage / ``[DONE]`` after the finish_reason; ``transport``: an httpx transport
+        (``httpx.MockTransport`` in parsing unit tests)."""
         if model_mismatch not in ("warn", "error", "ignore"):
             raise ValueError("model_mismatch must be 'warn', 'error' or 'ignore'")
         self.base_url = base_url.rstrip("/")
@@ -694,6 +699,7 @@ class ChatClient:
         self.max_body_bytes = max_body_bytes
         self.model_mismatch = model_mismatch
         self.lane = lane
+        self.tail_grace_s = tail_grace_s
         self._key = api_key or None
         register_secret(self._key)
         hdrs = {"Accept": "application/json, text/event-stream", **(headers or {})}
@@ -702,7 +708,7 @@ class ChatClient:
         self._http = httpx.Client(headers=hdrs, timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
                                   limits=httpx.Limits(max_connections=max_connections,
                                                       max_keepalive_connections=max_connections),
-                                  trust_env=False)
+                                  trust_env=False, transport=transport)
         self._stream_ok: bool | None = None  # False once the server rejected streaming
         self._log = get_logger()
 
@@ -1062,7 +1068,7 @@ class ChatClient:
                 if done:
                     break
                 if acc.finish_reason and dog.tail_deadline is None:
-                    dog.tail_deadline = time.monotonic() + TAIL_GRACE_S
+                    dog.tail_deadline = time.monotonic() + self.tail_grace_s
                 self._check_stop(deadline, cancel)
         except httpx.HTTPError:
             if dog.fired == "tail" or (acc.finish_reason and dog.fired is None and not (
