@@ -69,6 +69,8 @@ class Probe:
     priority: ClassVar[int] = 100
     #: name of a probe this one stands in for: skipped while that one is available
     fallback_for: ClassVar[str | None] = None
+    #: measures this machine: skipped when the lane's server runs on another one
+    local: ClassVar[bool] = True
 
     def available(self) -> tuple[bool, str]:
         """(usable?, why not). Called once before sampling; import heavy libs here."""
@@ -83,6 +85,49 @@ class Probe:
 
     def close(self) -> None:
         """Release resources (NVML shutdown)."""
+
+
+# --------------------------------------------------------------------------- where
+
+
+def remote_host(lane: Any, pid: int | None = None) -> str | None:
+    """The host of ``lane.base_url`` when it is certainly another machine, else None.
+
+    A lane with a server pid is local. A host is local when it is ``localhost``, this
+    machine's name, or resolves to a loopback address or an address of one of this
+    machine's interfaces; when it cannot be resolved it counts as local (measuring this
+    machine is the old behaviour, skipping it silently would lose data)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    base_url = getattr(lane, "base_url", None)
+    if pid is not None or not base_url:
+        return None
+    try:
+        host = urlsplit(str(base_url)).hostname
+    except ValueError:
+        return None
+    if not host or host.lower() in ("localhost", socket.gethostname().lower()):
+        return None
+    try:
+        addrs = {ai[4][0].split("%")[0] for ai in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return None
+    try:
+        import psutil
+
+        mine = {a.address.split("%")[0] for nics in psutil.net_if_addrs().values() for a in nics}
+    except Exception:  # noqa: BLE001
+        mine = set()
+    for a in addrs:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            return None
+        if ip.is_loopback or ip.is_unspecified or a in mine:
+            return None
+    return host
 
 
 # --------------------------------------------------------------------------- summary
@@ -300,9 +345,15 @@ class Sampler:
 
             return run
 
+        remote = self._remote(lane, pid)
         calls = []
         for slot in self._slots:
             if slot.status != "not started":
+                continue
+            if remote is not None and getattr(slot.probe, "local", True):
+                self._disable(slot, f"skipped: lane {lane_name!r} runs on {remote}, not on this machine "
+                              "(set the lane's options.metrics_url for that node's telemetry)",
+                              event="probe.skipped", level="info")
                 continue
             slot.worker = _Worker(slot.name)
             calls.append((slot, slot.worker.submit(check(slot))))
@@ -329,6 +380,17 @@ class Sampler:
                               event="probe.skipped", level="debug")
         self._t0 = time.monotonic()
         return self
+
+    def _remote(self, lane: Any, pid: int | None) -> str | None:
+        """:func:`remote_host`, bounded (a name lookup can hang): no answer = local."""
+        if lane is None or pid is not None:
+            return None
+        worker = _Worker("where")
+        call = worker.submit(lambda: remote_host(lane, pid))
+        worker.retire()
+        if call.done.wait(5.0) and call.error is None:
+            return call.result
+        return None
 
     def start(self, lane_name: str, pid: int | None = None, lane: Any = None) -> Sampler:
         """Open the probes for ``lane_name`` and start sampling in the background."""

@@ -401,3 +401,58 @@ def test_hbench_probe_text_output_names_each_probe():
     assert any(line.startswith("meminfo") and line.split()[-1] == "ok" for line in lines)
     assert any(line.startswith("nvml") for line in lines)
     assert "unified_used_gb=" in out.stdout
+
+
+# --------------------------------------------------------------------------- remote lanes
+
+
+class LocalThing(Scripted):
+    name: ClassVar[str] = "local-thing"
+
+
+class RemoteThing(Scripted):
+    name: ClassVar[str] = "remote-thing"
+    local: ClassVar[bool] = False
+
+
+@pytest.mark.parametrize("base_url, remote", [
+    ("http://127.0.0.1:8080/v1", None),
+    ("http://localhost:8000/v1", None),
+    ("http://[::1]:8000/v1", None),
+    ("http://0.0.0.0:8000/v1", None),
+    ("http://192.0.2.7:8000/v1", "192.0.2.7"),  # TEST-NET-1: never this machine
+    ("http://no-such-host.invalid:8000/v1", None),  # unresolvable: measure here rather than lose it
+])
+def test_remote_host(base_url, remote):
+    from hbench.models import LaneSpec
+    from hbench.probes import remote_host
+
+    assert remote_host(LaneSpec(name="x", base_url=base_url)) == remote
+
+
+def test_this_machines_own_address_is_local():
+    import psutil
+
+    from hbench.models import LaneSpec
+    from hbench.probes import remote_host
+
+    addrs = [a.address for nics in psutil.net_if_addrs().values() for a in nics
+             if a.family.name == "AF_INET" and not a.address.startswith("127.")]
+    if not addrs:
+        pytest.skip("no non-loopback IPv4 address on this machine")
+    assert remote_host(LaneSpec(name="x", base_url=f"http://{addrs[0]}:8000/v1")) is None
+
+
+def test_a_remote_lane_skips_the_probes_that_measure_this_machine():
+    from hbench.models import LaneSpec
+
+    lane = LaneSpec(name="far", base_url="http://192.0.2.7:8000/v1")
+    s = Sampler([LocalThing, RemoteThing], hz=50).open("far", lane=lane)
+    s.sample_once()
+    tel = s.stop()
+    assert tel.probes["remote-thing"] == "ok"
+    assert tel.probes["local-thing"].startswith("skipped: lane 'far' runs on 192.0.2.7, not on this machine")
+    # with a server pid the lane is local whatever its URL says
+    s = Sampler([LocalThing], hz=50).open("near", pid=os.getpid(), lane=lane)
+    assert s.statuses() == {"local-thing": "ok"}
+    s.stop()

@@ -64,6 +64,7 @@ class PrometheusProbe(Probe):
     name: ClassVar[str] = "prometheus"
     description: ClassVar[str] = "a Prometheus /metrics URL: DCGM exporter (remote GPUs), vLLM, llama.cpp"
     priority: ClassVar[int] = 10  # the lane's own node beats this machine's GPUs
+    local: ClassVar[bool] = False  # it reads whichever node the URL names
 
     def __init__(self, url: str | None = None, timeout_s: float = 1.5):
         self._explicit = url
