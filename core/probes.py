@@ -94,8 +94,8 @@ def remote_host(lane: Any, pid: int | None = None) -> str | None:
     """The host of ``lane.base_url`` when it is certainly another machine, else None.
 
     A lane with a server pid is local. A host is local when it is ``localhost``, this
-    machine's name, or resolves to a loopback address or an address of one of this
-    machine's interfaces; when it cannot be resolved it counts as local (measuring this
+    machine's name, or resolves to a loopback address, an address of one of this
+    machine's interfaces or one inside a local container bridge network; when it cannot be resolved it counts as local (measuring this
     machine is the old behaviour, skipping it silently would lose data)."""
     import ipaddress
     import socket
@@ -114,20 +114,29 @@ def remote_host(lane: Any, pid: int | None = None) -> str | None:
         addrs = {ai[4][0].split("%")[0] for ai in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError):
         return None
+    mine: set[str] = set()
+    bridges: list[Any] = []  # container networks on this machine (a NIM in docker at 172.17.0.2)
     try:
         import psutil
 
-        mine = {a.address.split("%")[0] for nics in psutil.net_if_addrs().values() for a in nics}
-    except Exception:  # noqa: BLE001
-        mine = set()
+        for nic, nics in psutil.net_if_addrs().items():
+            for a in nics:
+                mine.add(a.address.split("%")[0])
+                if nic.startswith(_BRIDGES) and a.netmask and a.family == socket.AF_INET:
+                    bridges.append(ipaddress.ip_network(f"{a.address}/{a.netmask}", strict=False))
+    except Exception:  # noqa: BLE001 - no interface list: only loopback counts as local
+        pass
     for a in addrs:
         try:
             ip = ipaddress.ip_address(a)
         except ValueError:
             return None
-        if ip.is_loopback or ip.is_unspecified or a in mine:
+        if ip.is_loopback or ip.is_unspecified or a in mine or any(ip in net for net in bridges):
             return None
     return host
+
+
+_BRIDGES = ("docker", "br-", "podman", "cni", "virbr", "nerdctl")
 
 
 # --------------------------------------------------------------------------- summary

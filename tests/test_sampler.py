@@ -456,3 +456,20 @@ def test_a_remote_lane_skips_the_probes_that_measure_this_machine():
     s = Sampler([LocalThing], hz=50).open("near", pid=os.getpid(), lane=lane)
     assert s.statuses() == {"local-thing": "ok"}
     s.stop()
+
+
+def test_a_server_in_a_local_container_network_is_local(monkeypatch):
+    import socket
+    from collections import namedtuple
+
+    import psutil
+
+    from hbench.models import LaneSpec
+    from hbench.probes import remote_host
+
+    Addr = namedtuple("Addr", "family address netmask broadcast ptp")
+    real = psutil.net_if_addrs()
+    fake = {**real, "docker0": [Addr(socket.AF_INET, "172.17.0.1", "255.255.0.0", None, None)]}
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: fake)
+    assert remote_host(LaneSpec(name="nim", base_url="http://172.17.0.2:8000/v1")) is None
+    assert remote_host(LaneSpec(name="far", base_url="http://172.18.0.2:8000/v1")) == "172.18.0.2"
