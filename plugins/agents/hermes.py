@@ -31,6 +31,7 @@ import bisect
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -90,7 +91,6 @@ _UNKNOWN_TOOL = re.compile(r"^Tool '(?P<name>[^']*)' does not exist\.")
 #: the user message Hermes injects when it hits its own iteration limit
 _MAX_ITER_MARK = "You've reached the maximum number of tool-calling iterations"
 _VERSION_DIR = re.compile(r"^hermes_agent-(?P<v>[^-]+)\.dist-info$")
-_SHELL_WORD = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 # --------------------------------------------------------------------------- finding hermes
@@ -125,6 +125,26 @@ def hermes_version(bin_path: Path) -> str | None:
             if m:
                 return m.group("v")
     return None
+
+
+#: ``agent_options`` this driver reads, and the type each must have
+OPTIONS: dict[str, tuple[type, ...]] = {
+    "hermes_bin": (str,), "context_length": (int,), "max_tokens": (int,), "toolsets": (str,),
+    "hermes_config": (dict,), "env": (dict,), "keep_home": (bool,),
+}
+
+
+def option_problems(lane: LaneSpec) -> list[str]:
+    """What is wrong with ``lane.agent_options`` for this driver (empty when nothing)."""
+    out = []
+    for key, value in lane.agent_options.items():
+        where = f"lane {lane.name!r} agent_options.{key}"
+        if key not in OPTIONS:
+            out.append(f"{where}: unknown option for the hermes agent (known: {', '.join(sorted(OPTIONS))})")
+        elif isinstance(value, bool) and bool not in OPTIONS[key] or not isinstance(value, OPTIONS[key]):
+            want = " or ".join("table" if t is dict else t.__name__ for t in OPTIONS[key])
+            out.append(f"{where}: expected {want}, got {value!r}")
+    return out
 
 
 def not_found_message(where: str) -> str:
@@ -166,7 +186,10 @@ def aliases_for_call(call: ToolCall) -> tuple[str, ...]:
         command = str(call.arguments.get("command") or "")
         out: list[str] = []
         for segment in re.split(r"&&|\|\||[;|\n]", command):
-            words = _SHELL_WORD.findall(segment)
+            try:
+                words = shlex.split(segment)
+            except ValueError:  # unbalanced quotes: fall back to whitespace
+                words = segment.split()
             while words and ("=" in words[0] or words[0] in ("sudo", "env", "command", "cd")):
                 words = words[2:] if words[0] == "cd" else words[1:]
             if words:
@@ -292,27 +315,32 @@ def fill_from_sessions(attempt: Attempt, sessions: Sequence[Mapping[str, Any]]) 
         attempt.runaway = attempt.runaway or "max_turns"
 
 
-def render_config(*, base_url: str, model: str, context_length: int, max_tokens: int,
-                  max_turns: int, with_key: bool) -> str:
-    """The ``config.yaml`` for one attempt (YAML flow style: JSON strings are YAML)."""
-    model_cfg: dict[str, Any] = {"provider": "custom", "default": model, "base_url": base_url,
-                                 "context_length": context_length, "max_tokens": max_tokens}
-    lines = ["model:"]
-    for k, v in model_cfg.items():
-        lines.append(f"  {k}: {json.dumps(v)}")
-    if with_key:
-        lines.append(f"  api_key: \"${{{KEY_ENV}}}\"")
-    lines += [
-        "auxiliary:",
-        f"  compression: {{context_length: {context_length}}}",
-        "agent:",
-        f"  max_turns: {max_turns}",
-        "  environment_probe: false",
-        "security:",
-        "  allow_lazy_installs: false",
-        "",
-    ]
-    return "\n".join(lines)
+def build_config(*, base_url: str, model: str, context_length: int, max_tokens: int,
+                 max_turns: int, with_key: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``config.yaml`` of one attempt, as a dict. ``extra`` (a lane's
+    ``agent_options.hermes_config``) is merged in last, table by table."""
+    cfg: dict[str, Any] = {
+        "model": {"provider": "custom", "default": model, "base_url": base_url,
+                  "context_length": context_length, "max_tokens": max_tokens},
+        "auxiliary": {"compression": {"context_length": context_length}},
+        "agent": {"max_turns": max_turns, "environment_probe": False},
+        "security": {"allow_lazy_installs": False},
+    }
+    if with_key:  # expanded by Hermes from its environment: the key never touches disk
+        cfg["model"]["api_key"] = "${" + KEY_ENV + "}"
+    return _merge(cfg, extra or {})
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
+    return out
+
+
+def render_config(cfg: Mapping[str, Any]) -> str:
+    """YAML text for Hermes: JSON is YAML, and JSON quoting cannot go wrong."""
+    return json.dumps(cfg, indent=2, sort_keys=True) + "\n"
 
 
 def _iso(t: float) -> str:
@@ -369,6 +397,9 @@ class HermesAgent(Agent):
             attempt.wall_s = round(end - started, 4)
             return attempt
 
+        problems = option_problems(ctx.lane)
+        if problems:
+            return done("; ".join(problems))
         bin_path, where = find_hermes_bin(ctx.lane)
         if bin_path is None:
             return done(not_found_message(where))
@@ -386,21 +417,25 @@ class HermesAgent(Agent):
         from hbench.sandbox import safe_component
 
         base = Path(ctx.work_dir) if ctx.work_dir else Path(tempfile.gettempdir()) / "hbench-hermes" / safe_component(ctx.lane.name)
-        adir = base / "hermes" / safe_component(ctx.prompt.id) / str(ctx.n)
+        # absolute: Hermes runs in the scratch dir, where a relative HERMES_HOME would miss
+        adir = (base / "hermes" / safe_component(ctx.prompt.id) / str(ctx.n)).absolute()
         if adir.exists():
             shutil.rmtree(adir)
         home, hermes_home = adir / "home", adir / "hermes_home"
         home.mkdir(parents=True)
         hermes_home.mkdir()
         max_tokens = int(opts.get("max_tokens") or ctx.max_tokens)
-        (hermes_home / "config.yaml").write_text(render_config(
+        extra = opts.get("hermes_config") or {}
+        (hermes_home / "config.yaml").write_text(render_config(build_config(
             base_url=ctx.lane.base_url, model=ctx.lane.model, context_length=context_length,
-            max_tokens=max_tokens, max_turns=ctx.max_turns, with_key=bool(ctx.api_key)))
+            max_tokens=max_tokens, max_turns=ctx.max_turns, with_key=bool(ctx.api_key), extra=extra)))
         scratch = Path(ctx.scratch).absolute()
         env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
         env.update({k: v for k, v in os.environ.items() if k.startswith("LC_")})
+        tmp = adir / "tmp"  # Hermes' terminal writes its env snapshots to TMPDIR
+        tmp.mkdir()
         env.update({"HOME": str(home), "HERMES_HOME": str(hermes_home), "TERMINAL_CWD": str(scratch),
-                    "PYTHONUNBUFFERED": "1"})
+                    "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"})
         env.setdefault("PATH", os.defpath)
         env.update({str(k): str(v) for k, v in (opts.get("env") or {}).items()})
         if ctx.api_key:
@@ -430,7 +465,9 @@ class HermesAgent(Agent):
                     proc.wait(timeout=0.05)
                 except subprocess.TimeoutExpired:
                     pass
-            _kill_group(proc)  # also ends what the agent left running (terminal, process)
+            leftover = _end_attempt(proc, hermes_home)  # also what the agent left running
+            if leftover and not (timed_out or cancelled):
+                log.info("hermes.leftover_processes", count=leftover)
         rc = proc.returncode
 
         usage: dict[str, Any] | None = None
@@ -448,8 +485,8 @@ class HermesAgent(Agent):
             attempt.prompt_tokens = int(usage.get("input_tokens") or 0)
             attempt.completion_tokens = int(usage.get("output_tokens") or 0)
         if not opts.get("keep_home"):
-            shutil.rmtree(home, ignore_errors=True)
-            shutil.rmtree(hermes_home, ignore_errors=True)
+            for d in (home, hermes_home, tmp):
+                shutil.rmtree(d, ignore_errors=True)
 
         model_calls = int((usage or {}).get("api_calls") or len(attempt.turns))
         if timed_out:
@@ -508,23 +545,67 @@ class HermesAgent(Agent):
         return bucket_sessions([("attempt", started)], sessions)["attempt"], None
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the attempt's process group (when its leader still runs), then SIGKILL
-    what is left after a grace: background commands the agent started die with it."""
-    if proc.poll() is None:
+def _attempt_processes(leader: int | None, hermes_home: Path) -> list[Any]:
+    """Every live process of one attempt: the leader's tree, plus every process whose
+    environment holds this attempt's ``HERMES_HOME``. Hermes' ``terminal`` tool starts
+    each command in a session of its own (so a process-group kill misses it) and
+    background ``process`` jobs outlive their parent; both keep ``HERMES_HOME``."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    if leader is not None:
+        try:
+            lp = psutil.Process(leader)
+            found[lp.pid] = lp
+            for c in lp.children(recursive=True):
+                found[c.pid] = c
+        except psutil.Error:
+            pass
+    marker = str(hermes_home)
+    me = os.getpid()
+    for p in psutil.process_iter():
+        if p.pid in found or p.pid == me:
+            continue
+        try:
+            if p.environ().get("HERMES_HOME") == marker:
+                found[p.pid] = p
+        except psutil.Error:  # another user's process, or gone
+            continue
+    return list(found.values())
+
+
+def _end_attempt(proc: subprocess.Popen[bytes], hermes_home: Path) -> int:
+    """Stop what is left of an attempt: SIGTERM to the leader's process group and to
+    every process of the attempt, SIGKILL to what survives a grace. Returns how many
+    processes it had to end (0 after a clean exit with nothing left behind)."""
+    import psutil
+
+    leader_alive = proc.poll() is None
+    procs = _attempt_processes(proc.pid if leader_alive else None, hermes_home)
+    if leader_alive:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
+    for p in procs:
         try:
-            proc.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
+            p.terminate()
+        except psutil.Error:
             pass
+    _gone, alive = psutil.wait_procs(procs, timeout=KILL_GRACE_S) if procs else ([], [])
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    if alive:
+        psutil.wait_procs(alive, timeout=KILL_GRACE_S)
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # children (terminal commands) may outlive the leader
-    except ProcessLookupError:
-        pass
-    proc.wait()
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return len(procs)
 
 
 AGENT = HermesAgent()
