@@ -157,6 +157,8 @@ class Attempt:
     finished_at: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: server deviations the client tolerated (another model id, no [DONE], ...), one line each
+    warnings: list[str] = attrs.field(factory=list)
 
 
 # --------------------------------------------------------------------------- scorecard

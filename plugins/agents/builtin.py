@@ -97,6 +97,8 @@ class BuiltinAgent(Agent):
                 ))
                 for w in getattr(resp, "warnings", None) or []:
                     log.info("attempt.server_warning", lane=lane.name, prompt=ctx.prompt.id, n=ctx.n, warning=w)
+                    if w not in attempt.warnings:
+                        attempt.warnings.append(scrub(w))
                 attempt.prompt_tokens += resp.prompt_tokens or 0
                 attempt.completion_tokens += resp.completion_tokens or 0
                 content = resp.content or ""
