@@ -42,9 +42,10 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import attrs
+import httpcore
 import httpx
 import tenacity
 
@@ -607,16 +608,95 @@ def _usage_int(usage: dict[str, Any] | None, key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
+class _StreamRegistry:
+    """Which network stream each thread is using right now (see :class:`_TrackingBackend`)."""
+
+    def __init__(self) -> None:
+        self._by_thread: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def claim(self, stream: Any) -> None:
+        tid = threading.get_ident()
+        if self._by_thread.get(tid) is not stream:
+            with self._lock:
+                self._by_thread[tid] = stream
+
+    def forget(self, tid: int) -> None:
+        with self._lock:
+            self._by_thread.pop(tid, None)
+
+    def get(self, tid: int) -> Any:
+        with self._lock:
+            return self._by_thread.get(tid)
+
+
+class _TrackedStream(httpcore.NetworkStream):
+    """A network stream that records the thread reading or writing it, so a watchdog can
+    shut down the socket a request is using, also on a reused kept-alive connection."""
+
+    def __init__(self, inner: Any, registry: _StreamRegistry):
+        self._inner, self._registry = inner, registry
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._registry.claim(self)
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._registry.claim(self)
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> "_TrackedStream":
+        return _TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._registry)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _TrackingBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: Any, registry: _StreamRegistry):
+        self._inner, self._registry = inner, registry
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _TrackedStream:
+        return _TrackedStream(self._inner.connect_tcp(*args, **kwargs), self._registry)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _TrackedStream:
+        return _TrackedStream(self._inner.connect_unix_socket(*args, **kwargs), self._registry)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_tracking(http: httpx.Client, registry: _StreamRegistry) -> bool:
+    """Wrap the pool's network backend (httpx has no public hook for it). Without it the
+    watchdog still closes a request once its response has started, and the per-read
+    timeout (capped at the deadline) bounds a stall before the first byte."""
+    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is None or not hasattr(backend, "connect_tcp"):
+        return False
+    pool._network_backend = _TrackingBackend(backend, registry)
+    return True
+
+
 class _Watchdog:
     """Shuts the request's socket down when the deadline passes, the cancel event is set,
     or the tail grace after ``finish_reason`` runs out. Shutting down (not closing) wakes
     a read blocked in another thread, and the server sees the connection end."""
 
-    def __init__(self, deadline: float | None, cancel: threading.Event | None):
+    def __init__(self, deadline: float | None, cancel: threading.Event | None,
+                 registry: _StreamRegistry | None = None):
         self.deadline, self.cancel = deadline, cancel
         self.tail_deadline: float | None = None
         self.fired: str | None = None  # "timeout" | "cancel" | "tail"
         self._sock: socket.socket | None = None
+        self._registry = registry
+        self._tid = threading.get_ident()
+        if registry is not None:
+            registry.forget(self._tid)  # only streams this request touches from now on
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hbench-client-watchdog", daemon=True)
@@ -627,10 +707,7 @@ class _Watchdog:
             self.attach(info.get("return_value"))
 
     def attach(self, stream: Any) -> None:
-        try:
-            sock = stream.get_extra_info("socket") if stream is not None else None
-        except Exception:  # noqa: BLE001 - an unusual transport: no early close, timeouts still bound it
-            sock = None
+        sock = _socket_of(stream)
         if sock is None:
             return
         with self._lock:
@@ -639,9 +716,12 @@ class _Watchdog:
                 self._shutdown()
 
     def _shutdown(self) -> None:
-        if self._sock is not None:
+        socks = [self._sock]
+        if self._registry is not None:
+            socks.append(_socket_of(self._registry.get(self._tid)))
+        for sock in {id(s): s for s in socks if s is not None}.values():
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -670,6 +750,16 @@ class _Watchdog:
     def finish(self) -> None:
         with self._lock:
             self._done.set()
+        if self._registry is not None:
+            self._registry.forget(self._tid)
+
+
+def _socket_of(stream: Any) -> socket.socket | None:
+    try:
+        sock = stream.get_extra_info("socket") if stream is not None else None
+    except Exception:  # noqa: BLE001 - an unusual transport: no early close, timeouts still bound it
+        return None
+    return sock if isinstance(sock, socket.socket) else None
 
 
 # --------------------------------------------------------------------------- the client
@@ -709,6 +799,8 @@ class ChatClient:
                                   limits=httpx.Limits(max_connections=max_connections,
                                                       max_keepalive_connections=max_connections),
                                   trust_env=False, transport=transport)
+        self._streams = _StreamRegistry()
+        self.tracks_streams = transport is None and _install_tracking(self._http, self._streams)
         self._stream_ok: bool | None = None  # False once the server rejected streaming
         self._log = get_logger()
 
@@ -891,7 +983,7 @@ class ChatClient:
         if deadline is not None:
             left = max(0.001, deadline - time.monotonic())
             read_t, conn_t = min(read_t, left + 0.05), min(conn_t, left + 0.05)
-        dog = _Watchdog(deadline, cancel)
+        dog = _Watchdog(deadline, cancel, self._streams if self.tracks_streams else None)
         request = self._http.build_request(
             "POST", f"{self.base_url}/chat/completions", json=body,
             timeout=httpx.Timeout(read_t, connect=conn_t, write=conn_t, pool=conn_t),
@@ -1046,8 +1138,9 @@ class ChatClient:
         warnings: list[str] = []
         if not streamed:
             warnings.append("server streamed although stream=false was asked")
+        chunks = resp.iter_bytes()
         try:
-            for chunk in resp.iter_bytes():
+            for chunk in chunks:
                 total += len(chunk)
                 if total > self.max_body_bytes:
                     raise self._reply_error(f"stream over the {self.max_body_bytes // (1024 * 1024)} MB cap; stopped reading")
@@ -1066,6 +1159,7 @@ class ChatClient:
                             t_first = now
                         times.append(now - t_send)
                 if done:
+                    self._drain(chunks, dog)
                     break
                 if acc.finish_reason and dog.tail_deadline is None:
                     dog.tail_deadline = time.monotonic() + self.tail_grace_s
@@ -1084,6 +1178,19 @@ class ChatClient:
             except UnicodeDecodeError as exc:
                 raise self._reply_error(f"stream is not valid UTF-8 (byte {exc.start})") from None
         return self._finish_stream(acc, done, t_send, t_first, times, tool_names, warnings)
+
+    def _drain(self, chunks: Iterator[bytes], dog: _Watchdog) -> None:
+        """Read what follows ``[DONE]`` (the chunked terminator) so the connection stays
+        kept-alive; a server that holds the stream open after it gets the tail grace."""
+        dog.tail_deadline = time.monotonic() + min(self.tail_grace_s, 1.0)
+        left = 64 * 1024
+        try:
+            for chunk in chunks:
+                left -= len(chunk)
+                if left < 0:
+                    return
+        except httpx.HTTPError:
+            return
 
     def _finish_stream(self, acc: StreamAccumulator, done: bool, t_send: float, t_first: float | None,
                        times: list[float], tool_names: list[str] | None, warnings: list[str]) -> ChatResponse:

@@ -400,6 +400,7 @@ class RecordedRequest:
     stream: bool = False
     disconnected: bool = False  # the client hung up before the response ended
     chunks_sent: int = 0
+    client_port: int | None = None  # the client's TCP port (same port = a kept-alive connection)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -526,7 +527,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle(None)
 
     def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return self._error(400, "a POST needs a valid Content-Length")
         raw = self.rfile.read(length) if length else b""
         self._handle(raw)
 
@@ -539,7 +546,7 @@ class _Handler(BaseHTTPRequestHandler):
             except (json.JSONDecodeError, UnicodeDecodeError):
                 body = raw.decode("utf-8", "replace")
         rec = RecordedRequest(method=self.command, path=self.path.split("?")[0], headers=dict(self.headers.items()),
-                              body=body, t_start=time.monotonic())
+                              body=body, t_start=time.monotonic(), client_port=self.client_address[1])
         owner._record(rec)
         try:
             self._route(rec)

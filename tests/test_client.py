@@ -490,6 +490,31 @@ def test_cancel_closes_the_request(scripted_server, client_for) -> None:
     assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
 
 
+def test_cancel_reaches_a_stall_before_the_first_byte_on_a_reused_connection(scripted_server, client_for) -> None:
+    srv = scripted_server({"p": [faulty("stall")]})
+    c = client_for(srv)
+    assert c.tracks_streams  # the pool's network backend is wrapped (fails loudly if httpx changes)
+    c.chat(user("warm"), model="scripted-model")
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(AttemptCancelled):
+        c.chat(user("p"), model="scripted-model", cancel=cancel, deadline=time.monotonic() + 5)
+    assert time.monotonic() - t0 < 0.5
+    warm, stalled = srv.chat_requests
+    assert warm.client_port == stalled.client_port  # it was the kept-alive connection
+    assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_connections_are_kept_alive(scripted_server, client_for, stream: bool) -> None:
+    srv = scripted_server({"p": [call("grep", pattern="x"), answer("done")]})
+    c = client_for(srv)
+    for _ in range(5):
+        c.chat(user("p"), model="scripted-model", stream=stream, tools=TOOLS)
+    assert len({r.client_port for r in srv.chat_requests}) == 1
+
+
 def test_deadline_already_passed_sends_nothing(scripted_server, client_for) -> None:
     srv = scripted_server()
     with pytest.raises(AttemptTimeout):
