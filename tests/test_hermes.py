@@ -38,7 +38,6 @@ needs_hermes = pytest.mark.skipif(
     not HAVE_HERMES,
     reason=f"hermes-agent not installed at {HERMES_BIN}: run .ci/hermes-venv.sh (or set HBENCH_HERMES_BIN)",
 )
-real_hermes = [needs_hermes, pytest.mark.hermes]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -476,6 +475,7 @@ def test_key_reaches_the_server_but_no_file_env_or_transcript(tmp_path, suite, h
             assert key.encode() not in f.read_bytes(), f
 
 
+@pytest.mark.slow
 @pytest.mark.hermes
 @needs_hermes
 def test_nothing_carries_over_between_attempts(tmp_path, suite, hermes_env):
@@ -495,6 +495,7 @@ def test_nothing_carries_over_between_attempts(tmp_path, suite, hermes_env):
     assert not (tmp_path / "work" / "l" / "hermes" / "carry" / "1" / "hermes_home").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.hermes
 @needs_hermes
 def test_hbench_run_with_the_hermes_agent(tmp_path, suite, truth, hermes_env, monkeypatch):
@@ -512,19 +513,24 @@ def test_hbench_run_with_the_hermes_agent(tmp_path, suite, truth, hermes_env, mo
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "results"
     with ScriptedServer(two_prompt_scripts(truth), model="m") as srv:
-        with pytest.raises(SystemExit) as exc:  # a relative --out: HERMES_HOME must still resolve
+        try:  # a relative --out: HERMES_HOME must still resolve
             main(["run", "--agent", "hermes", "--lane-url", srv.url, "--model", "m", "--suite", str(two),
-                  "--runs", "2", "--out", "results", "--no-progress"])
-    assert exc.value.code in (0, None)
+                  "--runs", "1", "--out", "results", "--no-progress"])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    assert code == 0
     (card_path,) = [p for p in out.glob("*.json")]
     card = json.loads(card_path.read_text())
     assert card["agent"] == {"name": "hermes", "version": hm.PINNED_VERSION}
     assert (card["core_pass"], card["core_n"], card["pass_rate"]) == (2, 2, 1.0)
     assert card["correct_tool_rate"] == 1.0 and card["runaway_rate"] == 0.0
     by_id = {p["id"]: p for p in card["prompts"]}
-    assert [a["tools"] for a in by_id["chain-vendor-email"]["attempts"]] == [["search_files", "read_file"]] * 2
+    assert [a["tools"] for a in by_id["chain-vendor-email"]["attempts"]] == [["search_files", "read_file"]]
     assert by_id["ground-freight-account"]["attempts"][0]["answer"].endswith(f"{truth['freight_account']}.")
     journal = [json.loads(ln) for ln in (out / "journal.jsonl").read_text().splitlines()]
     att = [r["attempt"] for r in journal if r.get("type") == "attempt"]
-    assert len(att) == 4 and all(a["agent"] == "hermes" and a["passed"] for a in att)
+    assert len(att) == 2 and all(a["agent"] == "hermes" and a["passed"] for a in att)
+    assert [t["name"] for t in next(a for a in att if a["prompt_id"] == "chain-vendor-email")["tool_calls"]] == [
+        "search_files", "read_file"]
     assert "hermes" in (out / "summary.md").read_text()

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from hbench.agents import Agent, AttemptContext
-from hbench.logging import get_logger, scrub
+from hbench.logging import get_logger, register_secret, scrub
 from hbench.models import Attempt, LaneSpec, ToolCall, Turn
 
 #: the hermes-agent release this driver was written and tested against
@@ -439,6 +439,7 @@ class HermesAgent(Agent):
         env.setdefault("PATH", os.defpath)
         env.update({str(k): str(v) for k, v in (opts.get("env") or {}).items()})
         if ctx.api_key:
+            register_secret(ctx.api_key)  # scrubbed from the transcript, tool output and logs
             env[KEY_ENV] = ctx.api_key
         usage_path = adir / "usage.json"
         # --oneshot=TEXT, not -z TEXT: a prompt starting with "-" must not parse as an option
