@@ -999,8 +999,6 @@ class ChatClient:
                 dog.attach(resp.extensions.get("network_stream"))
                 return self._read(resp, stream, dog, t_send, deadline, cancel, tool_names)
             except httpx.HTTPError as exc:
-                if dog.fired == "tail":
-                    raise AssertionError("tail handled in _read") from None  # pragma: no cover
                 self._raise_stop(dog, deadline, cancel)
                 raise _Retry(f"connection failed mid-answer ({type(exc).__name__}: {_one_line(str(exc))})") from None
             finally:
