@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import os
 import threading
 import time
 
@@ -31,6 +32,10 @@ from hbench.client import (
     parse_sse,
 )
 from hbench.testing import Fault, Turn, answer, call
+
+# Upper bounds on elapsed time carry slack for a loaded 2-core machine; each bound still
+# sits far below what the broken behaviour would take (a 10-60 s stall or wait).
+SLACK = float(os.environ.get("HBENCH_TIMING_SLACK", "0.75"))
 
 TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
          for n in ("read_file", "list_dir", "grep")]
@@ -394,7 +399,7 @@ def test_429_honours_retry_after_capped(scripted_server, client_for) -> None:
     c = client_for(srv, retry_after_cap_s=0.2)
     t0 = time.monotonic()
     assert c.chat(user("p"), model="scripted-model").content == "the answer"
-    assert 0.18 <= time.monotonic() - t0 < 0.5  # the cap (0.2 s), not the server's 60 s
+    assert 0.18 <= time.monotonic() - t0 < 0.5 + SLACK  # the cap (0.2 s), not the server's 60 s
 
 
 def test_429_whose_wait_outlasts_the_deadline_fails_fast(scripted_server, client_for) -> None:
@@ -402,7 +407,7 @@ def test_429_whose_wait_outlasts_the_deadline_fails_fast(scripted_server, client
     t0 = time.monotonic()
     with pytest.raises(TransportError, match="no time left"):
         client_for(srv, retry_after_cap_s=60).chat(user("p"), model="scripted-model", deadline=time.monotonic() + 2)
-    assert time.monotonic() - t0 < 0.5 and len(srv.chat_requests) == 1
+    assert time.monotonic() - t0 < 0.5 + SLACK and len(srv.chat_requests) == 1
 
 
 def test_429_wait_is_honoured(scripted_server, client_for) -> None:
@@ -452,7 +457,7 @@ def test_deadline_closes_a_stalled_request(scripted_server, client_for, kind: st
     with pytest.raises(AttemptTimeout):
         c.chat(user("p"), model="scripted-model", stream=stream, deadline=time.monotonic() + 0.4)
     elapsed = time.monotonic() - t0
-    assert 0.38 <= elapsed < 0.9, elapsed
+    assert 0.38 <= elapsed < 0.9 + SLACK, elapsed
     assert srv.wait_for(lambda rs: rs[-1].t_end is not None, timeout=2)
     assert srv.chat_requests[-1].disconnected  # the server saw the request closed
     assert c.chat(user("next"), model="scripted-model").content == "OK."  # and the next prompt runs
@@ -465,7 +470,7 @@ def test_deadline_hits_a_stall_that_starts_late(scripted_server, client_for) -> 
     t0 = time.monotonic()
     with pytest.raises(AttemptTimeout):
         client_for(srv).chat(user("p"), model="scripted-model", deadline=time.monotonic() + 1.0)
-    assert 0.98 <= time.monotonic() - t0 < 1.25
+    assert 0.98 <= time.monotonic() - t0 < 1.25 + SLACK / 4
     assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
 
 
@@ -474,7 +479,7 @@ def test_deadline_mid_stream_with_slow_tokens(scripted_server, client_for) -> No
     t0 = time.monotonic()
     with pytest.raises(AttemptTimeout):
         client_for(srv).chat(user("p"), model="scripted-model", deadline=time.monotonic() + 0.3)
-    assert time.monotonic() - t0 < 0.45
+    assert time.monotonic() - t0 < 0.45 + SLACK
     assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
     assert srv.chat_requests[-1].chunks_sent < 100
 
@@ -486,7 +491,7 @@ def test_cancel_closes_the_request(scripted_server, client_for) -> None:
     t0 = time.monotonic()
     with pytest.raises(AttemptCancelled):
         client_for(srv).chat(user("p"), model="scripted-model", cancel=cancel, deadline=time.monotonic() + 10)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 0.5 + SLACK
     assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
 
 
@@ -500,7 +505,7 @@ def test_cancel_reaches_a_stall_before_the_first_byte_on_a_reused_connection(scr
     t0 = time.monotonic()
     with pytest.raises(AttemptCancelled):
         c.chat(user("p"), model="scripted-model", cancel=cancel, deadline=time.monotonic() + 5)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 0.5 + SLACK
     warm, stalled = srv.chat_requests
     assert warm.client_port == stalled.client_port  # it was the kept-alive connection
     assert srv.wait_for(lambda rs: rs[-1].disconnected, timeout=2)
@@ -547,7 +552,7 @@ def test_huge_body_is_capped(scripted_server, client_for, stream: bool) -> None:
     t0 = time.monotonic()
     with pytest.raises(ServerReplyError, match="cap"):
         client_for(srv, max_body_bytes=2 * 1024 * 1024).chat(user("p"), model="scripted-model", stream=stream)
-    assert time.monotonic() - t0 < 3
+    assert time.monotonic() - t0 < 3 + SLACK
     assert srv.wait_for(lambda rs: rs[-1].t_end is not None, timeout=5)
     assert srv.chat_requests[-1].disconnected  # it stopped reading long before 50 MB
 
@@ -559,7 +564,7 @@ def test_stream_without_done(scripted_server, client_for) -> None:
     assert r.content == "the answer" and r.completion_tokens == 2 and any("[DONE]" in w for w in r.warnings)
     t0 = time.monotonic()
     r = c.chat(user("hangs"), model="scripted-model")
-    assert r.content == "the answer" and time.monotonic() - t0 < 1.0
+    assert r.content == "the answer" and time.monotonic() - t0 < 1.0 + SLACK
     assert any("grace" in w for w in r.warnings)
 
 
