@@ -411,22 +411,55 @@ def test_dead_endpoint_is_an_error_not_a_pass(tmp_path, suite, hermes_env):
     assert attempt_outcome(a, p, AGENT.attempt_aliases(a.tool_calls))[1] is False
 
 
+def _procs_with(text: str) -> list[psutil.Process]:
+    out = []
+    for q in psutil.process_iter(["cmdline", "environ"]):
+        blob = " ".join(q.info["cmdline"] or []) + " " + " ".join(f"{k}={v}" for k, v in (q.info["environ"] or {}).items())
+        if text in blob:
+            out.append(q)
+    return out
+
+
 @pytest.mark.hermes
 @needs_hermes
-def test_timeout_kills_hermes_and_the_commands_it_started(tmp_path, suite, hermes_env):
+def test_timeout_is_a_runaway_and_leaves_no_hermes_running(tmp_path, suite, hermes_env):
+    p = Prompt(id="stalled", prompt="Is the model there", check=suite.prompts[0].check)
+    stall = {"turns": [{"content": "never", "faults": [{"kind": "stall"}]}]}  # no byte, ever
+    with ScriptedServer([{"match": "model there", **stall}], model="m") as srv:
+        ctx = make_ctx(tmp_path, suite, LaneSpec(name="stall", base_url=srv.url, model="m"), p, timeout_s=3)
+        t0 = time.monotonic()
+        a = AGENT.run_attempt(ctx)
+        took = time.monotonic() - t0
+    assert a.runaway == "timeout" and a.error is None and a.answer == ""
+    assert took < 3 + 2 * hm.KILL_GRACE_S + 5
+    assert not _procs_with(str(attempt_dir(ctx) / "hermes_home"))
+
+
+@pytest.mark.hermes
+@needs_hermes
+def test_stopping_an_attempt_kills_the_commands_hermes_started(tmp_path, suite, hermes_env):
+    """Hermes' terminal runs each command in a session of its own: a process-group kill
+    alone would leave it running. The attempt is stopped (cancel) once the command runs."""
+    import threading
+
     p = Prompt(id="slow", prompt="Run the slow job please", check=suite.prompts[0].check)
     sleeper = "sleep 91.4375"
     with ScriptedServer({"slow job": [call("terminal", command=sleeper), answer("done")]}, model="m") as srv:
-        lane = LaneSpec(name="slow", base_url=srv.url, model="m")
-        t0 = time.monotonic()
-        a = AGENT.run_attempt(make_ctx(tmp_path, suite, lane, p, timeout_s=5))
-        took = time.monotonic() - t0
-    assert a.runaway == "timeout" and a.error is None and a.answer == ""
-    assert took < 5 + 2 * hm.KILL_GRACE_S + 4
+        ctx = make_ctx(tmp_path, suite, LaneSpec(name="slow", base_url=srv.url, model="m"), p, timeout_s=120)
+        result: list[Attempt] = []
+        worker = threading.Thread(target=lambda: result.append(AGENT.run_attempt(ctx)))
+        worker.start()
+        deadline = time.monotonic() + 90
+        while not _procs_with(sleeper) and time.monotonic() < deadline and worker.is_alive():
+            time.sleep(0.1)
+        assert _procs_with(sleeper), "hermes never ran the scripted terminal command"
+        ctx.cancel.set()
+        worker.join(30)
+    (a,) = result
+    assert a.error == "cancelled" and not a.passed
+    assert not _procs_with(sleeper)
     # the partial trace still comes back (no usage file: found by bucketing the sessions)
     assert [(c.name, c.arguments) for c in a.tool_calls] == [("terminal", {"command": sleeper})]
-    left = [q for q in psutil.process_iter(["cmdline"]) if sleeper in " ".join(q.info["cmdline"] or [])]
-    assert not left, f"left running: {left}"
 
 
 @pytest.mark.hermes
