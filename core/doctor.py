@@ -19,7 +19,7 @@ import attrs
 import httpx
 
 from hbench.errors import LaneError
-from hbench.lanes import LaneKind, RunningLane, lane_http, open_lane
+from hbench.lanes import LaneKind, RunningLane, for_a_quick_look, is_managed, lane_http, open_lane
 from hbench.logging import scrub
 from hbench.models import LaneSpec
 
@@ -156,9 +156,8 @@ def doctor(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float 
            on_status: Callable[[str], None] | None = None, wait_s: float = 10.0) -> list[Finding]:
     """Every finding for ``spec``. A managed lane is started (and stopped) for it; an
     unmanaged one gets ``wait_s`` to answer ready."""
-    managed = bool(spec.start) or kind.build_start(spec) is not None or kind.name == "embedded"
-    if not managed:
-        spec = attrs.evolve(spec, ready_timeout_s=min(spec.ready_timeout_s, wait_s))
+    managed = is_managed(spec, kind)
+    spec = for_a_quick_look(spec, kind, wait_s)
     try:
         with open_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status) as running:
             ready = Finding("ready", "ok", f"{running.spec.base_url} answered ready")

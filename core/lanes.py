@@ -139,9 +139,9 @@ class LaneKind:
 
     def context_length(self, lane: LaneSpec, http: httpx.Client) -> int | None:
         """The context window the server was started with, when it says (else None)."""
-        for d in self._models(lane, http):
-            if lane.model and d.get("id") != lane.model:
-                continue
+        models = self._models(lane, http)
+        mine = [d for d in models if lane.model and d.get("id") == lane.model]
+        for d in mine or models[:1]:
             for key in ("max_model_len", "context_length"):
                 v = d.get(key)
                 if isinstance(v, int) and not isinstance(v, bool) and v > 0:
@@ -303,6 +303,19 @@ def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: flo
     running = RunningLane(spec=spec, kind=kind)
     check_served_model(running)
     yield running
+
+
+def is_managed(spec: LaneSpec, kind: LaneKind) -> bool:
+    """Does hbench start and stop this lane (a start command, or one the kind builds)?"""
+    return bool(spec.start) or kind.build_start(spec) is not None or kind.name == "embedded"
+
+
+def for_a_quick_look(spec: LaneSpec, kind: LaneKind, wait_s: float) -> LaneSpec:
+    """``spec`` with at most ``wait_s`` to answer ready when hbench does not start it itself
+    (doctor and throughput must not sit 10 minutes on a server that is simply down)."""
+    if is_managed(spec, kind):
+        return spec
+    return attrs.evolve(spec, ready_timeout_s=min(spec.ready_timeout_s, wait_s))
 
 
 # --------------------------------------------------------------------------- lookup
