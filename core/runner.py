@@ -310,6 +310,8 @@ class Runner:
         self.cancel = threading.Event()  # Ctrl-C: cancel attempts in flight
         self.started_at = _now()
         self._sampler_now: Any = None
+        self.fatal: str | None = None  # what stopped the run (disk full, journal unwritable)
+        self._fatal_lock = threading.Lock()
 
     # ----------------------------------------------------------------- setup
     def _prepare(self) -> None:
@@ -383,6 +385,17 @@ class Runner:
         signal.signal(signal.SIGINT, handler)
         return lambda: signal.signal(signal.SIGINT, previous)
 
+    def _fatal(self, exc: BaseException) -> None:
+        """An attempt could not be set up or recorded: stop the run (nothing more can be
+        kept) and say why once, instead of a dead worker thread."""
+        why = scrub(str(exc) if isinstance(exc, HBenchError) else f"{type(exc).__name__}: {exc}")
+        with self._fatal_lock:
+            if self.fatal is None:
+                self.fatal = why
+                self.log.error("run.fatal", error=why)
+        self.stop.set()
+        self.cancel.set()
+
     def interrupt(self) -> None:
         """Stop as Ctrl-C does (for embedding and tests)."""
         self.stop.set()
@@ -415,6 +428,9 @@ class Runner:
                     leftover.rmdir()  # only when empty: every attempt's copy is already gone
                 except OSError:
                     pass
+        if self.fatal:
+            raise HBenchError(f"run stopped: {self.fatal}\nevery finished attempt is in {self.journal_path}; "
+                              f"once fixed, resume with: {self.resume_command()}")
         context = self._context()
         self.plugins.broadcast("hbench_run_finished", scorecards=scorecards, out_dir=self.out, context=context)
         interrupted = self.stop.is_set()
@@ -588,6 +604,11 @@ class Runner:
         progress.set_total(sched.remaining())
         work_dir = self.out / "agents" / _safe_name(spec.name)
         work_dir.mkdir(parents=True, exist_ok=True)
+        from hbench.sandbox import ScratchPool
+
+        # scratch copies made ahead and removed behind, off the attempts' path (benchmarks.overhead)
+        self._pool = ScratchPool(self.fixtures, self.out / "scratch" / _safe_name(spec.name) / ".staging",
+                                 ahead=min(self.s.concurrency, 8) + 1)
 
         def worker() -> None:
             while not self.stop.is_set() and not died:
@@ -603,6 +624,9 @@ class Runner:
                 attempt = None
                 try:
                     attempt = self._attempt(spec, running, agent, settings, st.prompt, n, api_key, work_dir, died)
+                except Exception as exc:  # noqa: BLE001 - outside the agent: disk full, journal unwritable
+                    self._fatal(exc)
+                    return
                 finally:
                     sched.finished(st, attempt, n)
                 if attempt is not None:
@@ -627,6 +651,8 @@ class Runner:
         except KeyboardInterrupt:  # a second Ctrl-C: cancel what is in flight and leave now
             self.interrupt()
             raise
+        finally:
+            self._pool.close()
         return died[0] if died else None
 
     def _attempt(self, spec: LaneSpec, running: Any, agent: Any, settings: dict[str, Any], prompt: Prompt,
@@ -639,7 +665,8 @@ class Runner:
 
         log = self.log
         dest = attempt_dir(self.out, spec.name, prompt.id, n)
-        Sandbox.create(self.fixtures, dest)
+        pool = getattr(self, "_pool", None)
+        pool.create(dest) if pool is not None else Sandbox.create(self.fixtures, dest)
         ctx = AttemptContext(
             lane=running.spec, prompt=prompt, suite=self.suite, n=n, scratch=dest,
             timeout_s=settings["timeout_s"], max_turns=settings["max_turns"],
@@ -660,7 +687,7 @@ class Runner:
                               error=scrub(f"agent {agent.name!r} crashed: {type(exc).__name__}: {exc}"),
                               wall_s=time.monotonic() - t0, finished_at=_now())
         finally:
-            remove_tree(dest)
+            pool.discard(dest) if pool is not None else remove_tree(dest)
             if sampler is not None:
                 _safe(lambda: sampler.attempt_finished(label), None)
         if self.cancel.is_set() and (attempt.error or attempt.runaway):
@@ -710,9 +737,8 @@ class Runner:
             "started_at": started,
             "finished_at": _now(),
             "run_started_at": self.started_at,
-            "host": platform.node(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
+            "host": {"name": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+                     "cpus": os.cpu_count(), "python": platform.python_version()},
             "plugins": [{"name": i.name, "version": i.version, "builtin": i.builtin}
                         for i in self.plugins.plugin_list() if i.status == "ok"],
             "settings": {**self._lane_settings(spec), "runs": runs, "concurrency": self.s.concurrency,
