@@ -34,7 +34,7 @@ from typing import Any, Iterator
 import attrs
 import cattrs
 
-from hbench.errors import BadInput
+from hbench.errors import BadInput, HBenchError
 from hbench.logging import get_logger, scrub
 from hbench.models import JOURNAL_SCHEMA, Attempt, LaneSpec
 
@@ -46,6 +46,12 @@ _NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expec
 
 class JournalError(BadInput):
     """The journal cannot be resumed (another suite or lane config, or corrupt)."""
+
+
+class JournalWriteError(HBenchError):
+    """The journal could not be written (disk full, I/O error); what was written is intact."""
+
+    exit_code = 1
 
 
 def lane_fingerprint(spec: LaneSpec, settings: dict[str, Any]) -> str:
@@ -193,11 +199,25 @@ class Journal:
         line = scrub(json.dumps(record, ensure_ascii=False, default=str, separators=(",", ":"))) + "\n"
         data = line.encode("utf-8")
         with self._lock:
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            os.fsync(self._fd)
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+                os.fsync(self._fd)
+            except OSError as exc:
+                # A full disk (or a failing one) mid-record: cut the partial line off so the
+                # journal stays whole records only, and stop with a clear error.
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    pass  # the torn tail is cut when the journal is next opened
+                raise JournalWriteError(
+                    f"cannot write the journal {self.path}: {exc.strerror or exc}; it holds every "
+                    f"record before this one. Free space on that disk (or pass another --out), "
+                    f"then run again with --resume"
+                ) from None
 
     def begin_lane(self, lane: str, fingerprint: str) -> None:
         """Record the lane's fingerprint, or refuse when the journal holds another one."""
