@@ -20,10 +20,12 @@ attempt and a swapped-in symlink is not followed. Reads are capped
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
 import stat
+import threading
 from pathlib import Path
 from collections import deque
 from typing import Iterator
@@ -235,3 +237,107 @@ def remove_tree(path: Path) -> None:
         return
     if path.exists():
         shutil.rmtree(path, ignore_errors=True)
+
+
+class ScratchPool:
+    """Fresh scratch copies made ahead and removed behind, off the attempt's path.
+
+    On a slow disk, copying the fixtures (18 files) and removing the copy cost ~40 ms of
+    wall time per attempt (ext4 on a virtual disk: 8 ms to copy, 30 ms to remove), all of
+    it between two model turns. A background thread keeps ``ahead`` copies ready under
+    ``staging`` (same filesystem) and removes used ones, so an attempt only renames a
+    ready copy into place (:meth:`create`) and away (:meth:`discard`). A copy is the same
+    as :meth:`Sandbox.create` makes (``copytree`` with ``symlinks=True``); when none is
+    ready, :meth:`create` copies at once. :meth:`close` waits for the removals.
+    """
+
+    def __init__(self, fixtures: Path | None, staging: Path, *, ahead: int = 2):
+        self.fixtures = Path(fixtures) if fixtures is not None else None
+        self.staging = Path(staging)
+        self.ahead = max(1, int(ahead))
+        self._ready: deque[Path] = deque()
+        self._trash: deque[Path] = deque()
+        self._names = itertools.count()
+        self._cv = threading.Condition()
+        self._closed = False
+        remove_tree(self.staging)
+        self.staging.mkdir(parents=True)
+        self._thread = threading.Thread(target=self._work, name="hbench-scratch", daemon=True)
+        self._thread.start()
+
+    def _fresh(self, dest: Path) -> None:
+        if self.fixtures is not None and self.fixtures.is_dir():
+            shutil.copytree(self.fixtures, dest, symlinks=True)
+        else:
+            dest.mkdir()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not self._trash and len(self._ready) >= self.ahead:
+                    self._cv.wait()
+                if self._closed and not self._trash:
+                    return
+                make = not self._closed and len(self._ready) < self.ahead
+                victim = None if make else self._trash.popleft()
+                name = self.staging / f"ready-{next(self._names)}"
+            if make:
+                try:
+                    self._fresh(name)
+                except OSError:  # disk full: create() copies (and reports) itself
+                    remove_tree(name)
+                    with self._cv:
+                        self._closed = True
+                    continue
+                with self._cv:
+                    self._ready.append(name)
+            else:
+                remove_tree(victim)
+
+    def create(self, dest: Path, **kw: int) -> Sandbox:
+        """Make ``dest`` a fresh copy (a ready one renamed into place) and confine to it."""
+        dest = Path(dest)
+        with self._cv:
+            ready = self._ready.popleft() if self._ready else None
+            self._cv.notify_all()
+        if ready is None:
+            return Sandbox.create(self.fixtures, dest, **kw)
+        if dest.exists() or dest.is_symlink():
+            remove_tree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(ready, dest)
+        return Sandbox(dest, **kw)
+
+    def discard(self, path: Path) -> None:
+        """Remove a used copy: renamed into ``staging`` now, deleted in the background."""
+        path = Path(path)
+        if not (path.exists() or path.is_symlink()):
+            return
+        with self._cv:
+            closed = self._closed and not self._thread.is_alive()
+            trash = self.staging / f"trash-{next(self._names)}"
+        try:
+            os.rename(path, trash)
+        except OSError:
+            remove_tree(path)
+            return
+        if closed:
+            remove_tree(trash)
+            return
+        with self._cv:
+            self._trash.append(trash)
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """Stop making copies, finish the removals, remove ``staging``."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+        remove_tree(self.staging)
+
+    def __enter__(self) -> ScratchPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
