@@ -52,10 +52,24 @@ def _scrub_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[st
     return {k: _scrub_value(v) for k, v in event.items()}
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now* (test runners swap it; a logger bound
+    to a closed stream would raise on the next line)."""
+
+    def write(self, s: str) -> int:
+        return sys.stderr.write(s)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return getattr(sys.stderr, "isatty", lambda: False)()
+
+
 def configure(fmt: str = "auto", level: str = "warning", stream: Any = None) -> None:
     """Configure structlog once per process. ``fmt``: auto | console | json."""
     global _configured
-    stream = stream or sys.stderr
+    stream = stream or _CurrentStderr()
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
     processors: list[Any] = [
