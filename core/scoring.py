@@ -70,7 +70,9 @@ def attempt_outcome(
     attempt: Attempt, prompt: Prompt, aliases: Mapping[str, Iterable[str]] | None = None
 ) -> tuple[bool, bool]:
     """``(tool_ok, passed)`` for one attempt whose ``check`` result is already set."""
-    called = [tc.name for tc in attempt.tool_calls]
+    # A hallucinated tool (one the agent does not offer) did nothing: it cannot satisfy
+    # expect_tool_any just because its invented name contains the token.
+    called = [tc.name for tc in attempt.tool_calls if not (tc.error or "").startswith("unknown tool")]
     tool_ok = tool_satisfied(prompt.expect_tool_any, called, aliases)
     check_ok = attempt.check is not None and bool(attempt.check.passed)
     passed = tool_ok and check_ok and attempt.runaway is None and attempt.error is None

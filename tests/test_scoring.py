@@ -255,3 +255,16 @@ def test_score_lane_with_only_skipped_prompts_is_unrankable():
 def test_number_gate_is_none():
     s = score_prompt(prompt(check=Number(value=1)), [attempt(1, False)])
     assert s.gate is None
+
+
+def test_hallucinated_tool_does_not_satisfy_expect_tool_any():
+    from hbench.models import Attempt, CheckResult, Prompt, ToolCall
+    from hbench.scoring import attempt_outcome
+
+    prompt = Prompt(id="p", prompt="list the files", check=None, expect_tool_any=("list",))
+    made_up = ToolCall(name="list_everything", arguments={}, ok=False,
+                       error="unknown tool 'list_everything'; the tools are: glob, list_dir")
+    a = Attempt(lane="l", prompt_id="p", n=1, tool_calls=[made_up], check=CheckResult(True, "ok"))
+    assert attempt_outcome(a, prompt) == (False, False)
+    a.tool_calls.append(ToolCall(name="list_dir", arguments={"path": "."}))
+    assert attempt_outcome(a, prompt) == (True, True)
