@@ -137,6 +137,7 @@ DESIGN_KEYS = ["lane", "suite", "runs", "core_pass", "core_n", "pass_rate", "pas
                "throughput", "latency", "telemetry", "prompts", "provenance"]
 
 
+@pytest.mark.slow
 def test_cli_run_against_a_server_process(tmp_path: Path) -> None:
     """The issue's "done when": `hbench run --lane-url ... --suite hermes-brain` against a
     separate server process writes results/journal.jsonl and results/<lane>.json."""
@@ -207,7 +208,7 @@ def max_overlap(reqs: list[Any]) -> int:
 @pytest.mark.parametrize("k", [1, 3])
 def test_concurrency_is_bounded(scripted_server, tmp_path: Path, k: int) -> None:
     srv = scripted_server({**{s: [answer("x " * 8)] for s in (FREIGHT, VENDOR, MARCH, HONESTY, JSON_, CODE,
-                                                                JOIN, TRAP)}}, latency_s=0.1)
+                                                                JOIN, TRAP)}}, latency_s=0.05)
     result = run(opts(srv, tmp_path / "r", runs=2, concurrency=k))
     reqs = [r for r in srv.chat_requests if r.starts_attempt and r.script]
     assert len(reqs) == 16
@@ -354,6 +355,7 @@ class KillServerAfter:
                     os.kill(c.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_lane_dying_mid_suite_keeps_its_attempts(hbench_plugin, tmp_path: Path) -> None:
     port = free_port()
     script = tmp_path / "s.json"
