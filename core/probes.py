@@ -387,6 +387,11 @@ class Sampler:
             if slot.active and target and target in active:
                 self._disable(slot, f"skipped: {target} is available (this probe is its fallback)",
                               event="probe.skipped", level="debug")
+        for slot in self._slots:  # inactive from the start: release them and their threads now
+            if not slot.active and slot.worker is not None:
+                slot.worker.submit(slot.probe.close)
+                slot.worker.retire()
+                slot.worker = None
         self._t0 = time.monotonic()
         return self
 
