@@ -196,7 +196,8 @@ class _Progress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
 
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self._p = Progress(TextColumn("{task.description}"), TextColumn("{task.fields[passes]}"),
+                               BarColumn(), MofNCompleteColumn(),
                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                console=Console(stderr=True), transient=False)
             self._p.start()
@@ -209,17 +210,17 @@ class _Progress:
     def lane(self, name: str, total: int) -> None:
         if self._p is not None:
             with self._lock:
-                self._task = self._p.add_task(f"{name}: starting", total=max(total, 0))
+                self._task = self._p.add_task(f"{name}: starting", total=max(total, 0), passes="")
 
     def status(self, text: str) -> None:
         if self._p is not None and self._task is not None:
             with self._lock:
                 self._p.update(self._task, description=text)
 
-    def advance(self, text: str, total: int | None = None) -> None:
+    def advance(self, text: str, passes: str) -> None:
         if self._p is not None and self._task is not None:
             with self._lock:
-                self._p.update(self._task, advance=1, description=text, total=total)
+                self._p.update(self._task, advance=1, description=text, passes=passes)
 
     def set_total(self, total: int) -> None:
         if self._p is not None and self._task is not None:
@@ -633,10 +634,10 @@ class Runner:
                     with lock:
                         counts["done"] += 1
                         counts["passed"] += attempt.passed
-                        text = (f"{spec.name} · {st.prompt.id} #{n}/{st.runs} · "
-                                f"{counts['passed']}/{counts['done']} passed")
+                        text = f"{spec.name} · {st.prompt.id} #{n}/{st.runs}"
+                        passes = f"{counts['passed']}/{counts['done']} passed"
                     dropped = sched.prune()
-                    progress.advance(text, total=None)
+                    progress.advance(text, passes)
                     if dropped:
                         progress.set_total(counts["done"] + sched.remaining())
 

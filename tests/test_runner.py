@@ -372,3 +372,23 @@ def test_a_lane_dying_mid_suite_keeps_its_attempts(hbench_plugin, tmp_path: Path
     assert sc.failed and "died mid-suite" in sc.failed
     assert len(completed(result.journal, "fragile")) == 3
     assert sc.attempts_run == 3
+
+
+def test_progress_bar_shows_lane_prompt_attempt_and_passes(scripted_server, tmp_path: Path,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    srv = scripted_server(steady_scripts())
+    run(opts(srv, tmp_path / "r", runs=1, progress=True))
+    err = capfd.readouterr().err
+    assert "scripted-model" in err and "ETA" in err and "8/8" in err
+    assert "4/8 passed" in err  # passes so far over attempts done
+
+
+def test_the_api_key_reaches_the_server_and_nothing_else(scripted_server, tmp_path: Path, monkeypatch) -> None:
+    key = "sk-runner-test-5f1e9c0d"
+    monkeypatch.setenv("HB_RUNNER_TEST_KEY", key)
+    srv = scripted_server(steady_scripts(), api_key=key)
+    result = run(opts(srv, tmp_path / "r", runs=1, api_key_env="HB_RUNNER_TEST_KEY", report=None))
+    assert result.exit_code == 0 and result.scorecards[0].core_pass == 4  # authorised
+    for f in (tmp_path / "r").rglob("*"):
+        if f.is_file():
+            assert key not in f.read_text(errors="replace"), f
