@@ -392,3 +392,69 @@ def test_the_api_key_reaches_the_server_and_nothing_else(scripted_server, tmp_pa
     for f in (tmp_path / "r").rglob("*"):
         if f.is_file():
             assert key not in f.read_text(errors="replace"), f
+
+
+def test_lane_selection_order(tmp_path: Path) -> None:
+    """--lane-url > --lanes > [run].lanes > every hbench.toml lane > the ready-made `embedded`."""
+    from hbench.config import load_config
+    from hbench.errors import BadInput
+    from hbench.plugin_manager import get_registries
+    from hbench.runner import select_lanes
+
+    reg = get_registries()
+    cfg_path = tmp_path / "hbench.toml"
+    lanes_toml = ('[lanes.a]\nbase_url = "http://127.0.0.1:1/v1"\n'
+                  '[lanes.b]\nbase_url = "http://127.0.0.1:2/v1"\n')
+    cfg_path.write_text(lanes_toml + '[run]\nlanes = "b"\n')
+    cfg = load_config(cfg_path, lane_kinds=reg.lane_kinds.names())
+
+    def names(**kw: Any) -> list[str]:
+        return [s.name for s in select_lanes(RunOptions(**kw), reg, cfg)]
+
+    assert names(lane_url="http://127.0.0.1:9", model="m", lanes="a") == ["m"]
+    assert select_lanes(RunOptions(lane_url="http://127.0.0.1:9", model="m"), reg, cfg)[0].base_url == "http://127.0.0.1:9/v1"
+    assert names(lanes="a,b") == ["a", "b"]
+    assert names() == ["b"]  # [run].lanes
+    assert set(names(lanes="all")) >= {"a", "b", "embedded"}  # plugin lanes too
+    cfg_path.write_text(lanes_toml)
+    cfg = load_config(cfg_path, lane_kinds=reg.lane_kinds.names())
+    assert names() == ["a", "b"]  # every hbench.toml lane
+    from hbench.config import Config
+
+    cfg = Config()
+    assert names() == ["embedded"]  # nothing configured
+    with pytest.raises(BadInput, match="unknown lane 'zz'.*known: .*embedded"):
+        names(lanes="zz")
+    with pytest.raises(BadInput, match="--model needs --lane-url"):
+        names(model="m")
+
+
+def test_a_lane_kind_refusing_its_lane_is_bad_input(scripted_server, hbench_plugin, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """As the embedded lane does when its extra is not installed: exit 2 with the fix."""
+    from hbench.cli import main
+    from hbench.errors import BadInput
+    from hbench.lanes import LaneKind
+    from hbench.logging import configure
+
+    class NotInstalled(LaneKind):
+        name: ClassVar[str] = "needs-extra"
+
+        def prepare(self, lane, out_dir):  # noqa: ANN001, ANN201
+            raise BadInput("the needs-extra lane needs an extra: pip install 'hermes-bench[needs-extra]'")
+
+    class Plugin:
+        @hookimpl
+        def hbench_register_lane_kinds(self, register):  # noqa: ANN001, ANN201
+            register(NotInstalled())
+
+    hbench_plugin(Plugin(), name="needs-extra")
+    cfg = tmp_path / "hbench.toml"
+    cfg.write_text('[lanes.x]\nkind = "needs-extra"\n')
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["--config", str(cfg), "run", "--out", str(tmp_path / "r"), "--no-progress"])
+    finally:
+        configure("json", "warning", stream=sys.__stderr__)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "pip install 'hermes-bench[needs-extra]'" in err and "Traceback" not in err
