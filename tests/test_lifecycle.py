@@ -3,6 +3,7 @@ with SIGTERM then SIGKILL, no survivor (not even a child that ignores SIGTERM), 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -169,3 +170,83 @@ def test_memory_not_returned_is_a_bounded_warning():
     assert warning and "memory not returned" in warning
     assert wait_memory_returned(spec, baseline_gb=now - 10.0) is None
     assert wait_memory_returned(spec, baseline_gb=None) is None
+
+
+# --------------------------------------------------------------------------- with the scripted server
+
+LAUNCHER = '''
+import os, subprocess, sys, psutil
+pids_file, overlap_file, lane = sys.argv[1], sys.argv[2], sys.argv[3]
+# never both up at once: no process of an earlier lane may still be alive when this one starts
+if os.path.exists(pids_file):
+    for line in open(pids_file).read().split():
+        name, pid = line.split(":")
+        try:
+            if psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
+                open(overlap_file, "a").write(f"{lane} started while {name} pid {pid} was up\\n")
+        except psutil.NoSuchProcess:
+            pass
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+with open(pids_file, "a") as fh:
+    fh.write(f"{lane}:{os.getpid()} {lane}:{child.pid}\\n")
+os.execv(sys.executable, [sys.executable, "-m", "hbench.testing", *sys.argv[4:]])
+'''
+
+
+def test_scripted_server_lane_with_a_stubborn_child_leaves_nothing(tmp_path: Path):
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    pids = tmp_path / "pids"
+    spec = LaneSpec(name="scripted", kind="llamacpp", stop_grace_s=1.0, ready_timeout_s=30,
+                    start=[sys.executable, str(launcher), str(pids), str(tmp_path / "overlap"), "scripted",
+                           "serve", "--port", "{port}", "--loading", "1"])
+    statuses: list[str] = []
+    with open_lane(spec, kind("llamacpp"), out_dir=tmp_path, on_status=statuses.append) as running:
+        assert running.served_model and running.is_alive()
+        recorded = [int(x.split(":")[1]) for x in pids.read_text().split()]
+        assert recorded[0] == running.pid  # exec kept the leader's pid
+    assert any("Loading model" in s for s in statuses)
+    assert all(gone(p) for p in recorded) and group_members(recorded[0]) == []
+
+
+def test_run_lanes_all_runs_managed_lanes_one_after_the_other(tmp_path: Path, capsys):
+    from hbench.cli import main
+    from hbench.logging import configure
+
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(LAUNCHER)
+    pids, overlap = tmp_path / "pids", tmp_path / "overlap"
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({"scripts": [], "default": [{"content": "I don't know."}]}))
+    cfg = tmp_path / "hbench.toml"
+    body = ""
+    # `--lanes all` also takes plugin lanes; naming one lane `embedded` overrides the bundled
+    # one, so "all" is exactly these two managed lanes from hbench.toml
+    for name in ("embedded", "second"):
+        start = [sys.executable, str(launcher), str(pids), str(overlap), name, "serve", "--port", "{port}",
+                 "--loading", "0.5", "--script", str(script), "--model", f"model-{name}"]
+        body += (f'[lanes.{name}]\nkind = "llamacpp"\nstop_grace_s = 1\nready_timeout_s = 30\n'
+                 f"expected_memory_gb = 0.05\nstart = {json.dumps(start)}\n")
+    cfg.write_text(body)
+    out = tmp_path / "r"
+    try:
+        code = 0
+        try:
+            main(["--config", str(cfg), "run", "--lanes", "all", "--runs", "1", "--core-only",
+                  "--out", str(out), "--report", "json"])
+        except SystemExit as exc:
+            code = exc.code
+    finally:
+        configure(stream=sys.__stderr__)
+    assert code in (0, None), capsys.readouterr().err
+    assert not overlap.exists(), overlap.read_text()
+    started = [x.split(":")[0] for x in pids.read_text().split()]
+    assert sorted(started) == ["embedded", "embedded", "second", "second"]
+    assert started[0] == started[1] and started[2] == started[3]  # one after the other
+    assert all(gone(int(x.split(":")[1])) for x in pids.read_text().split())
+    for name in ("embedded", "second"):
+        card = json.loads((out / f"{name}.json").read_text())
+        assert card["failed"] is None and card["attempts_run"] > 0
+        assert card["throughput"]["tok_s"] is not None and card["throughput"]["error"] is None
+        assert (out / "logs" / f"{name}.log").read_text().count("starting lane") == 1

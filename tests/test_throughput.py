@@ -127,3 +127,14 @@ def test_sample_from_prefers_usage_then_timings_then_chunks():
 def test_disagreement_is_symmetric_in_meaning(client: float, server: float):
     assert disagrees(client, server) == (abs(client - server) / server > 0.10)
     assert disagrees(client, None) is False and disagrees(None, server) is False
+
+
+def test_within_5_percent_against_the_scripted_server(scripted_server):
+    srv = scripted_server({}, token_latency_s=0.01, timings=True)
+    spec = LaneSpec(name="scripted", kind="llamacpp", base_url=srv.url, model="scripted-model")
+    result = measure(RunningLane(spec=spec, kind=get_registries().lane_kinds.get("llamacpp")),
+                     max_tokens=40, runs=3)
+    assert result.error is None, result.error
+    assert result.tok_s == pytest.approx(100, rel=0.05)
+    assert all(s["tokens"] == 40 for s in result.samples)  # ignore_eos honoured: exactly max_tokens
+    assert result.server_tok_s is not None and result.disagreement is False
