@@ -77,10 +77,13 @@ def attempts_of(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str
     return out
 
 
-def run_inproc(out: Path, suite: Path, url: str, *, model: str = "scripted-model", **kw: Any) -> Any:
-    """``hbench run --lane-url URL`` in this process (the real Runner)."""
+def run_inproc(out: Path, suite: Path, url: str | None, *, model: str | None = "scripted-model", **kw: Any) -> Any:
+    """``hbench run --lane-url URL`` in this process (the real Runner); ``url=None``
+    runs the lanes of ``config=`` instead."""
     from hbench.runner import RunOptions, run
 
+    if not url:
+        url, model = None, None
     opts = RunOptions(suite=str(suite), lane_url=url, model=model, out=str(out), progress=False,
                       sample_hz=kw.pop("sample_hz", 5.0), **kw)
     return run(opts)
