@@ -80,12 +80,12 @@ def _port_open(port: int) -> bool:
 
 
 def _servers_on(port: int) -> list[psutil.Process]:
-    """Live llama_cpp.server processes started for ``port``."""
+    """Live embedded servers (llama_cpp.server, or it through SERVE_CODE) on ``port``."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
             cmd = p.info["cmdline"] or []
-            if ("llama_cpp.server" in cmd and str(port) in cmd
+            if (("llama_cpp.server" in cmd or embedded.SERVE_CODE in cmd) and str(port) in cmd
                     and p.status() != psutil.STATUS_ZOMBIE):
                 found.append(p)
         except psutil.Error:
@@ -239,10 +239,10 @@ def test_real_gguf_assembles_with_the_published_sha256(model_cache):
 def test_prepare_builds_the_managed_start_command(model_cache, tmp_path):
     spec = embedded.KIND.prepare(embedded.LANE, tmp_path)
     start = spec.start
-    assert start[:3] == [sys.executable, "-m", "llama_cpp.server"]
+    assert start[:3] == [sys.executable, "-c", embedded.SERVE_CODE]  # llama_cpp.server + the fixed handler
     flags = dict(zip(start[3::2], start[4::2]))
     assert flags["--host"] == "127.0.0.1"
-    assert flags["--chat_format"] == "chatml-function-calling"
+    assert flags["--chat_format"] == embedded.FIXED_CHAT_FORMAT
     assert flags["--n_ctx"] == "4096"
     assert flags["--model_alias"] == spec.model == embedded.MODEL_ALIAS
     assert Path(flags["--model"]).is_file()
@@ -260,7 +260,65 @@ def test_describe_records_model_quant_and_server_version():
     json.dumps(info)  # it goes into the scorecard as is
 
 
+# --------------------------------------------------------------------------- the fixed chat handler
+
+
+def test_tool_results_become_user_turns_naming_the_call():
+    msgs = [{"role": "user", "content": "read it"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "budget 42,000"},
+            {"role": "tool", "tool_call_id": "zz", "content": [{"type": "text", "text": "parts"}]}]
+    out = embedded._fix_messages(msgs)
+    assert out[0] == {"role": "system", "content": ""}  # upstream lists tools only in a system turn
+    assert out[1:3] == msgs[:2]
+    assert out[3] == {"role": "user", "content": "functions.read_file returned:\nbudget 42,000"}
+    assert out[4] == {"role": "user", "content": "functions.tool returned:\nparts"}
+    assert all(m["role"] != "tool" for m in out)
+    with_system = [{"role": "system", "content": "S"}, *msgs[:1]]
+    assert embedded._fix_messages(with_system) == with_system
+
+
+def test_a_finished_tool_call_streams_as_openai_chunks():
+    call = {"id": "call_1", "type": "function", "function": {"name": "glob", "arguments": '{"pattern": "*"}'}}
+    resp = {"id": "x", "created": 1, "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
+    chunks = list(embedded._chunks_from_response(resp))
+    assert chunks[0]["choices"][0]["delta"]["tool_calls"] == [{"index": 0, **call}]
+    assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[2]["choices"] == [] and chunks[2]["usage"]["completion_tokens"] == 2
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+
+
 # --------------------------------------------------------------------------- the real server
+
+
+@pytest.mark.embedded
+@needs_extra
+def test_server_stops_when_hbench_is_killed(model_cache, tmp_path):
+    """A SIGKILLed hbench cannot stop its lane; the server notices and exits by itself."""
+    spec = embedded.KIND.prepare(embedded.LANE, tmp_path)
+    port = int(spec.base_url.rsplit(":", 1)[1].split("/")[0])
+    parent_code = ("import subprocess, sys, time; p = subprocess.Popen(sys.argv[1:], start_new_session=True, "
+                   "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code, *spec.start], stdout=subprocess.PIPE, text=True)
+    try:
+        server = psutil.Process(int(parent.stdout.readline()))
+        deadline = time.monotonic() + 120
+        while not _port_open(port):
+            assert time.monotonic() < deadline and server.is_running(), "server never listened"
+            time.sleep(0.2)
+        parent.kill()
+        parent.wait()
+        t0 = time.monotonic()
+        while _servers_on(port) and time.monotonic() - t0 < 20:
+            time.sleep(0.2)
+        assert not _servers_on(port), "the orphaned server outlived hbench"
+    finally:
+        parent.kill()
+        for p in _servers_on(port):
+            p.kill()
 
 
 @pytest.mark.embedded
@@ -269,7 +327,8 @@ def test_real_lane_answers_tool_calls_and_is_stopped(model_cache, tmp_path):
     """Start the real server through open_lane, get structured tool calls back, replay a
     tool turn, then check the server is gone (no process, port closed)."""
     statuses: list[str] = []
-    with open_lane(embedded.LANE, embedded.KIND, out_dir=tmp_path, headroom_gb=0.5,
+    lane = attrs.evolve(embedded.LANE, memory_return_timeout_s=5.0)  # teammates may load models meanwhile
+    with open_lane(lane, embedded.KIND, out_dir=tmp_path, headroom_gb=0.5,
                    on_status=statuses.append) as running:
         spec = running.spec
         port = int(spec.base_url.rsplit(":", 1)[1].split("/")[0])
@@ -299,11 +358,16 @@ def test_real_lane_answers_tool_calls_and_is_stopped(model_cache, tmp_path):
             null = {**body, "messages": [*AGENT_MESSAGES, {**msg, "content": None}, tool_msg]}
             assert http.post(url, json=null).status_code == 500  # why agents send ""
 
-            # Why the lane sets stream_tools=False: a streamed automatic tool call dies
-            # inside the server, so the stream carries no tool call at all.
+            # Upstream kills a streamed automatic tool call inside the server (the stream
+            # ends with no event); the fixed handler streams it as chunks.
             with http.stream("POST", url, json={**body, "stream": True}) as s:
-                text = "".join(s.iter_text()) if s.status_code == 200 else ""
-            assert '"tool_calls"' not in text
+                assert s.status_code == 200
+                events = [json.loads(line[6:]) for line in s.iter_lines()
+                          if line.startswith("data: {")]
+            deltas = [c["choices"][0]["delta"] for c in events if c["choices"]]
+            streamed = [tc for d in deltas for tc in d.get("tool_calls") or []]
+            assert streamed and streamed[0]["function"]["name"] in {"read_file", "list_dir"}
+            assert [c["choices"][0]["finish_reason"] for c in events if c["choices"]][-1] == "tool_calls"
     assert statuses and statuses[-1] == "stopping"
     assert not psutil.pid_exists(running.pid) or psutil.Process(running.pid).status() == psutil.STATUS_ZOMBIE
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
