@@ -122,9 +122,9 @@ def test_doctor_starts_and_stops_a_managed_lane(tmp_path: Path):
     spec = LaneSpec(name="managed-leak", kind="llamacpp", stop_grace_s=1.0, ready_timeout_s=20,
                     start=[sys.executable, IMITATION, "--kind", "llamacpp", "--port", "{port}",
                            "--load-s", "0.5", "--tool-mode", "leak"])
-    pids: list[int] = []
-    found = doctor(spec, get_registries().lane_kinds.get("llamacpp"), out_dir=tmp_path,
-                   on_status=lambda m: pids.append(0))
+    statuses: list[str] = []
+    found = doctor(spec, get_registries().lane_kinds.get("llamacpp"), out_dir=tmp_path, on_status=statuses.append)
+    assert any(s.startswith("loading, ") for s in statuses) and statuses[-1] == "stopping"
     by = {f.check: f for f in found}
     assert by["ready"].status == "ok" and by["tool_calls"].status == "fail"
     assert "--jinja" in by["tool_calls"].fix
