@@ -279,6 +279,7 @@ def throughput_cmd(
     max_tokens: int = typer.Option(128, "--max-tokens", min=2, help="Tokens generated per request."),
     runs: int = typer.Option(3, "--runs", min=1, help="Measured requests (after one warm-up)."),
     out: str = typer.Option("results", "--out", help="Where a managed lane's log goes (OUT/logs/)."),
+    wait: float = typer.Option(10.0, "--wait", help="Seconds an unmanaged lane gets to answer ready."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests)."""
@@ -286,11 +287,12 @@ def throughput_cmd(
 
     import attrs
 
-    from hbench.lanes import open_lane
+    from hbench.lanes import for_a_quick_look, open_lane
     from hbench.logging import scrub
     from hbench.throughput import measure
 
     spec, kind_obj = _pick_lane(lane, lane_url, model, kind, api_key_env)
+    spec = for_a_quick_look(spec, kind_obj, wait)
     with open_lane(spec, kind_obj, out_dir=Path(out), headroom_gb=load_config().run.memory_headroom_gb,
                    on_status=_status_printer()) as running:
         result = measure(running, max_tokens=max_tokens, runs=runs)
