@@ -118,8 +118,15 @@ def _list_registry(attr: str, as_json: bool, describe: Any = None) -> None:
 def lanes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """List candidate lanes (hbench.toml and plugins) and where each came from."""
     lanes = all_lanes()
+    from hbench.lanes import is_managed
+
+    kinds = registries().lane_kinds
+
+    def managed(s):  # noqa: ANN001, ANN202
+        return is_managed(s, kinds.get(s.kind)) if s.kind in kinds else bool(s.start)
+
     rows = [{"name": n, "kind": s.kind, "model": s.model, "base_url": s.base_url,
-             "managed": bool(s.start) or s.kind == "embedded", "source": s.source} for n, s in sorted(lanes.items())]
+             "managed": managed(s), "source": s.source} for n, s in sorted(lanes.items())]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
