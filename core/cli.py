@@ -537,4 +537,22 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             raise SystemExit(2) from None
-        raise
+        _crash(exc)
+        raise SystemExit(1) from None
+
+
+def _crash(exc: BaseException) -> None:
+    """A bug: print its traceback with every secret scrubbed (keys registered so far, and
+    the values of *_KEY / *_TOKEN / *SECRET* / *PASSWORD* environment variables, since a
+    crash can come before a lane's key is read) and no locals."""
+    import os
+    import traceback
+
+    from hbench.logging import register_secret, scrub
+
+    for name, value in os.environ.items():
+        up = name.upper()
+        if up.endswith(("_KEY", "_TOKEN")) or "SECRET" in up or "PASSWORD" in up:
+            register_secret(value)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(scrub(text) + "hbench crashed: this is a bug; please report it with the traceback above\n")
