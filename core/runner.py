@@ -157,6 +157,10 @@ def select_lanes(opts: RunOptions, registries: Any, config: Any) -> list[LaneSpe
     if chosen:
         if chosen.strip() == "all":
             specs = [known[n] for n in sorted(known)]
+            # The fallback lane (tag "default": the embedded toy model) is there for a box
+            # with nothing configured; next to real candidates it only adds minutes.
+            real = [s for s in specs if "default" not in s.tags]
+            specs = real or specs
             if not specs:
                 raise BadInput("--lanes all: no lanes configured; add [lanes.NAME] to hbench.toml or "
                                "pass --lane-url URL --model ID")

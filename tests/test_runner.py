@@ -458,3 +458,21 @@ def test_a_lane_kind_refusing_its_lane_is_bad_input(scripted_server, hbench_plug
         configure("json", "warning", stream=sys.__stderr__)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "pip install 'hermes-bench[needs-extra]'" in err and "Traceback" not in err
+
+
+def test_lanes_all_runs_every_candidate_but_not_the_fallback_lane(tmp_path: Path) -> None:
+    from hbench.config import load_config
+    from hbench.plugin_manager import get_registries
+    from hbench.runner import RunOptions, select_lanes
+
+    reg = get_registries()
+    cfg_path = tmp_path / "hbench.toml"
+    cfg_path.write_text('[lanes.mine]\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    cfg = load_config(cfg_path, lane_kinds=reg.lane_kinds.names())
+    assert "embedded" in reg.lanes  # the built-in fallback lane is registered
+    names = [s.name for s in select_lanes(RunOptions(lanes="all"), reg, cfg)]
+    assert names == ["mine"]
+    # nothing configured: "all" is the fallback lane itself
+    empty = type(cfg)()
+    assert [s.name for s in select_lanes(RunOptions(lanes="all"), reg, empty)] == ["embedded"]
+    assert [s.name for s in select_lanes(RunOptions(lanes="embedded,mine"), reg, cfg)] == ["embedded", "mine"]
