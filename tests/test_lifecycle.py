@@ -233,7 +233,7 @@ def test_run_lanes_all_runs_managed_lanes_one_after_the_other(tmp_path: Path, ca
     try:
         code = 0
         try:
-            main(["--config", str(cfg), "run", "--lanes", "all", "--runs", "1", "--core-only",
+            main(["--config", str(cfg), "run", "--lanes", "all", "--runs", "1", "--core-only", "--timeout", "30",
                   "--out", str(out), "--report", "json"])
         except SystemExit as exc:
             code = exc.code
