@@ -373,3 +373,64 @@ def test_real_lane_answers_tool_calls_and_is_stopped(model_cache, tmp_path):
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not _servers_on(port) and not _port_open(port)
     assert (tmp_path / "logs" / "embedded.log").stat().st_size > 0
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+@needs_extra
+def test_hbench_run_end_to_end_on_the_embedded_lane(model_cache, tmp_path):
+    """`hbench run` with no lane configured: the real embedded lane on a 2-prompt slice of
+    the bundled suite, 1 run. Scorecard valid, tool calls journaled, lane stopped, real
+    throughput and memory figures. The two prompts are ones where Gemma 3 270M (temperature
+    0) opens with a tool call; on most others it answers in prose at once."""
+    import shutil
+
+    import jsonschema
+
+    from hbench.suite import resolve_suite
+
+    src = resolve_suite("hermes-brain", get_registries())
+    suite = tmp_path / "slice"
+    shutil.copytree(src, suite)
+    lines = (src / "prompts.jsonl").read_text().splitlines()
+    keep = [ln for ln in lines if json.loads(ln)["id"] in {"code-loyalty-call", "join-order-value"}]
+    assert len(keep) == 2
+    (suite / "prompts.jsonl").write_text("\n".join(keep) + "\n")
+    out = tmp_path / "results"
+    before = {p.pid for p in psutil.process_iter() if embedded.SERVE_CODE in " ".join(_cmdline(p))}
+    proc = subprocess.run([sys.executable, "-m", "hbench", "run", "--suite", str(suite), "--runs", "1",
+                           "--max-turns", "4", "--timeout", "120", "--out", str(out), "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    card = json.loads((out / "embedded.json").read_text())
+    import hbench
+
+    schema = json.loads((Path(hbench.__file__).parent / "scorecard.schema.json").read_text())
+    jsonschema.validate(card, schema)
+    assert card["lane"]["name"] == "embedded" and card["runs"] == 1
+    assert {p["id"] for p in card["prompts"]} == {"code-loyalty-call", "join-order-value"}
+
+    records = [json.loads(ln) for ln in (out / "journal.jsonl").read_text().splitlines()]
+    attempts = [r.get("attempt", r) for r in records if r.get("attempt", r).get("prompt_id")]
+    assert len(attempts) == 2
+    calls = [c for a in attempts for c in a["tool_calls"]]
+    assert calls, "the embedded lane made no tool call"
+    assert all(isinstance(c["name"], str) and c["name"] for c in calls)
+
+    tp = card["throughput"]
+    assert isinstance(tp["tok_s"], float) and 1 < tp["tok_s"] < 10_000
+    tel = card["telemetry"]
+    assert tel["n_samples"] > 0
+    assert isinstance(tel["rss_gb_max"], float) and 0.05 < tel["rss_gb_max"] < 8
+    for name in ("summary.md", "report.html"):
+        assert (out / name).stat().st_size > 0
+    after = {p.pid for p in psutil.process_iter() if embedded.SERVE_CODE in " ".join(_cmdline(p))}
+    assert not (after - before), "the embedded server survived hbench run"
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline() if p.status() != psutil.STATUS_ZOMBIE else []
+    except psutil.Error:
+        return []
