@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import shutil
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -91,6 +93,18 @@ def group_members(pgid: int, tracked: list[psutil.Process] = ()) -> list[psutil.
     for p in tracked:
         found.setdefault(p.pid, p)
     return [p for p in found.values() if _live(p)]
+
+
+def _die_with_us(cmd: list[str]) -> list[str]:
+    """Prefix ``cmd`` so the server gets SIGTERM if hbench itself is killed (kill -9, OOM):
+    a managed brain holding tens of GB must not outlive the run that started it. Linux's
+    parent-death signal survives the exec, and ``setpriv`` (util-linux) execs in place, so
+    the pid stays the server's. Where setpriv is missing the command runs as it is."""
+    setpriv = shutil.which("setpriv")
+    # an unknown program stays unwrapped, so Popen itself says it cannot run it
+    if setpriv is None or not sys.platform.startswith("linux") or not cmd or shutil.which(cmd[0]) is None:
+        return list(cmd)
+    return [setpriv, "--pdeathsig", "SIGTERM", "--", *cmd]
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float, lane_name: str) -> list[int]:
@@ -180,7 +194,7 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
     logf.flush()
     try:
         proc = subprocess.Popen(  # noqa: S603 - the user's own start command
-            spec.start, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+            _die_with_us(spec.start), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
             env={**os.environ, **spec.env}, start_new_session=True,
         )
     except OSError as exc:

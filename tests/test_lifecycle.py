@@ -250,3 +250,40 @@ def test_run_lanes_all_runs_managed_lanes_one_after_the_other(tmp_path: Path, ca
         assert card["failed"] is None and card["attempts_run"] > 0
         assert card["throughput"]["tok_s"] is not None and card["throughput"]["error"] is None
         assert (out / "logs" / f"{name}.log").read_text().count("starting lane") == 1
+
+
+PARENT = r'''
+import sys, time
+from pathlib import Path
+from hbench.lanes import open_lane
+from hbench.models import LaneSpec
+from hbench.plugin_manager import get_registries
+
+spec = LaneSpec(name="orphan-check", kind="openai", ready_timeout_s=30,
+                start=[sys.executable, "-m", "hbench.testing", "serve", "--port", "{port}"])
+with open_lane(spec, get_registries().lane_kinds.get("openai"), out_dir=Path(sys.argv[1])) as running:
+    print(running.pid, flush=True)
+    time.sleep(120)
+'''
+
+
+def test_a_managed_server_dies_with_a_killed_hbench(tmp_path: Path):
+    """kill -9 of hbench cannot run its stop code: the parent-death signal stops the server."""
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) not installed: managed servers can outlive a kill -9 here")
+    proc = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(proc.stdout.readline())
+        assert psutil.pid_exists(server_pid) and not gone(server_pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while not gone(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(server_pid), "the managed server outlived the hbench that started it"
+    finally:
+        proc.kill()
