@@ -277,6 +277,7 @@ def test_tool_results_become_user_turns_naming_the_call():
     assert all(m["role"] != "tool" for m in out)
     with_system = [{"role": "system", "content": "S"}, *msgs[:1]]
     assert embedded._fix_messages(with_system) == with_system
+    assert embedded._fix_messages(msgs[:1], add_system=False) == msgs[:1]
 
 
 def test_a_finished_tool_call_streams_as_openai_chunks():

@@ -358,10 +358,11 @@ def _chunks_from_response(resp: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {**base, "choices": [], "usage": resp["usage"]}
 
 
-def _fix_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fix_messages(messages: list[dict[str, Any]], add_system: bool = True) -> list[dict[str, Any]]:
     """Upstream's template renders no ``tool`` message at all (the model would never see a
     tool result) and lists the tools only inside a system message. Tool results become
-    user turns naming the call; a system message is added when there is none."""
+    user turns naming the call; a system message is added when there is none (only with
+    tools: an empty system turn makes the model end a plain completion at once)."""
     names: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -376,7 +377,7 @@ def _fix_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": f"functions.{name} returned:\n{content}"})
         else:
             out.append(m)
-    if not any(m.get("role") == "system" for m in out):
+    if add_system and not any(m.get("role") == "system" for m in out):
         out.insert(0, {"role": "system", "content": ""})
     return out
 
@@ -466,7 +467,7 @@ def _tool_calling_handler(upstream: Any) -> Any:
     def handler(*, llama: Any, messages: Any, tools: Any = None, tool_choice: Any = None,
                 stream: bool = False, functions: Any = None, function_call: Any = None,
                 temperature: float = 0.2, max_tokens: int | None = None, stop: Any = None, **kwargs: Any) -> Any:
-        messages = _fix_messages(messages)
+        messages = _fix_messages(messages, add_system=bool(tools))
         common = dict(temperature=temperature, max_tokens=max_tokens, stop=stop, **kwargs)
         if functions is not None or function_call is not None or not tools or tool_choice == "none" \
                 or isinstance(tool_choice, dict):
