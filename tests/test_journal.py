@@ -181,3 +181,119 @@ def test_any_truncation_keeps_every_whole_record(tmp_path_factory: pytest.TempPa
     with Journal.open(path, suite=SUITE, resume=True):
         pass
     assert path.stat().st_size == len(b"".join(data[:keep].splitlines(keepends=True)[: whole + 1]))
+
+
+# ---------------------------------------------------------------- the index (one read at open)
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("attempt"), st.sampled_from(["a", "b", "c"]), st.sampled_from(["p1", "p2"]),
+              st.integers(1, 3), st.text(max_size=12)),
+    st.tuples(st.just("finished"), st.sampled_from(["a", "b", "c"]), st.integers(0, 99)),
+    st.tuples(st.just("lane"), st.sampled_from(["a", "b", "c"]), st.sampled_from(["fp1", "fp2"])),
+    st.tuples(st.just("reopen")),
+), max_size=25)
+
+
+def _reference_finished(path: Path, lane: str) -> dict | None:
+    last = None
+    for _no, rec in iter_records(path):
+        if rec.get("lane") == lane and rec["type"] == "lane_finished":
+            last = rec
+        elif rec.get("lane") == lane and rec["type"] == "attempt":
+            last = None
+    return last
+
+
+def _reference_fingerprint(path: Path, lane: str) -> str | None:
+    return next((r["fingerprint"] for _no, r in iter_records(path) if r["type"] == "lane" and r["lane"] == lane),
+                None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_OPS)
+def test_index_agrees_with_a_full_read(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple]) -> None:
+    """Whatever was appended, in this session or before a reopen, the open journal's
+    answers equal those of reading the whole file."""
+    path = tmp_path_factory.mktemp("j") / "journal.jsonl"
+    j = Journal.open(path, suite=SUITE, resume=False)
+    try:
+        for op in ops:
+            if op[0] == "attempt":
+                j.append_attempt(Attempt(lane=op[1], prompt_id=op[2], n=op[3], answer=op[4],
+                                         tool_calls=[ToolCall(name="read_file", arguments={}, result="out")],
+                                         transcript=[{"role": "user", "content": "q"}]))
+            elif op[0] == "finished":
+                j.lane_finished(op[1], {"throughput": {"tok_s": float(op[2])}})
+            elif op[0] == "lane":
+                ref = _reference_fingerprint(path, op[1])
+                if ref is not None and ref != op[2]:
+                    with pytest.raises(JournalError, match=f"lane '{op[1]}'.*changed"):
+                        j.begin_lane(op[1], op[2])
+                else:
+                    j.begin_lane(op[1], op[2])
+                    assert _reference_fingerprint(path, op[1]) == (ref or op[2])
+            else:
+                j.close()
+                j = Journal.open(path, suite=SUITE, resume=True)
+            for lane in ("a", "b", "c"):
+                assert j.completed(lane) == completed(path, lane)
+                assert j.finished_record(lane) == _reference_finished(path, lane)
+        for a in j.completed("a").values():
+            assert a.transcript == [] and all(tc.result == "" for tc in a.tool_calls)
+    finally:
+        j.close()
+
+
+def test_resume_reads_the_file_once_whatever_the_lanes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resume over many lanes: the file is read once at open; fingerprints and
+    lane_finished records come from the index and only the asked lane's lines are reread
+    (it was one whole-file read per lane and per question: O(lanes x journal))."""
+    import builtins
+
+    import hbench.journal as journal_mod
+
+    path = tmp_path / "journal.jsonl"
+    with Journal.open(path, suite=SUITE, resume=False) as j:
+        for li in range(20):
+            j.begin_lane(f"l{li}", "fp")
+            for n in (1, 2):
+                j.append_attempt(make_attempt(lane=f"l{li}", n=n))
+            j.lane_finished(f"l{li}", {"throughput": {"tok_s": float(li)}})
+    read: list[int] = []
+
+    class Counting:
+        def __init__(self, f):  # noqa: ANN001
+            self.f = f
+
+        def __enter__(self):  # noqa: ANN204
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def __iter__(self):  # noqa: ANN204
+            for raw in self.f:
+                read.append(len(raw))
+                yield raw
+
+        def seek(self, off: int) -> int:
+            return self.f.seek(off)
+
+        def readline(self) -> bytes:
+            raw = self.f.readline()
+            read.append(len(raw))
+            return raw
+
+    monkeypatch.setattr(journal_mod, "open", lambda *a, **k: Counting(builtins.open(*a, **k)), raising=False)
+    j = Journal.open(path, suite=SUITE, resume=True)
+    size = path.stat().st_size
+    assert size <= sum(read) < size * 1.1  # once (+ the first lines again for the suite check)
+    read.clear()
+    for li in range(20):
+        j.begin_lane(f"l{li}", "fp")
+        assert j.finished_record(f"l{li}")["throughput"] == {"tok_s": float(li)}
+    assert read == []
+    got = j.completed("l7")
+    assert sorted(got) == [("p1", 1), ("p1", 2)] and got[("p1", 2)].lane == "l7"
+    assert len(read) == 2 and sum(read) < size / 15
+    j.close()
