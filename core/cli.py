@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals can hold API keys
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: typer's rich help imports ~110 ms of rich (BENCHMARKS.md 5)
 )
 
 _state: dict[str, Any] = {"config": None, "strict": False}

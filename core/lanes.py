@@ -15,14 +15,16 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import attrs
-import httpx
 
 from hbench.errors import BadInput, LaneError
 from hbench.logging import get_logger
 from hbench.models import LaneSpec
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 #: old vLLM metric sample names -> the current name (docs/LANES.md)
 METRIC_ALIASES: dict[str, str] = {
@@ -115,6 +117,8 @@ class LaneKind:
     # ------------------------------------------------------------------ asking
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
         """(ready?, detail). Default: ``GET {base_url}/models`` answers 200."""
+        import httpx
+
         try:
             r = http.get(f"{lane.base_url.rstrip('/')}/models")
         except httpx.HTTPError as exc:
@@ -150,6 +154,8 @@ class LaneKind:
 
     def server_metrics(self, lane: LaneSpec, http: httpx.Client) -> dict[str, float] | None:
         """Server-side counters (Prometheus) by name, or None when unsupported."""
+        import httpx
+
         root = server_root(lane.base_url or "")
         for path in self.metrics_paths:
             try:
@@ -206,6 +212,8 @@ def api_key_for(lane: LaneSpec) -> str | None:
 
 def lane_http(lane: LaneSpec, timeout: float = 10.0) -> httpx.Client:
     """An httpx client for ``lane``: the API key goes only into the Authorization header."""
+    import httpx
+
     key = api_key_for(lane)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(timeout=timeout, headers=headers)

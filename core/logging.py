@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
-
-import structlog
 
 _SECRETS: set[str] = set()
 _configured = False
+#: settings given to configure() and not yet applied: structlog (which imports rich) is
+#: imported on the first log call, not at import (``hbench plugins`` / ``--help`` stay fast)
+_pending: tuple[str, str, Any] | None = None
+_apply_lock = threading.Lock()
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -67,32 +70,54 @@ class _CurrentStderr:
 
 
 def configure(fmt: str = "auto", level: str = "warning", stream: Any = None) -> None:
-    """Configure structlog once per process. ``fmt``: auto | console | json."""
-    global _configured
+    """Configure structlog once per process. ``fmt``: auto | console | json.
+
+    Applied at once when structlog is already imported, else on the first
+    :func:`get_logger` call."""
+    global _configured, _pending
     stream = stream or _CurrentStderr()
     if fmt == "auto":
         fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        _scrub_processor,
-    ]
-    if fmt == "json":
-        processors.append(structlog.processors.JSONRenderer())
-    else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
-    structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.WARNING)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
-        cache_logger_on_first_use=False,
-    )
-    _configured = True
+    with _apply_lock:
+        _pending = (fmt, level, stream)
+        _configured = True
+    if "structlog" in sys.modules:
+        _apply()
+
+
+def _apply() -> None:
+    global _pending
+    import structlog
+
+    with _apply_lock:  # a thread that logs meanwhile waits for the whole configuration
+        if _pending is None:
+            return
+        fmt, level, stream = _pending
+        processors: list[Any] = [
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _scrub_processor,
+        ]
+        if fmt == "json":
+            processors.append(structlog.processors.JSONRenderer())
+        else:
+            processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        structlog.configure(
+            processors=processors,
+            wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.WARNING)),
+            logger_factory=structlog.PrintLoggerFactory(file=stream),
+            cache_logger_on_first_use=False,
+        )
+        _pending = None
 
 
 def get_logger(**bind: Any) -> Any:
     if not _configured:
         configure()
+    if _pending is not None:
+        _apply()
+    import structlog
+
     return structlog.get_logger(**bind)

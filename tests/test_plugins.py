@@ -308,11 +308,33 @@ def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
     assert lines[1].startswith("l1,openai,m,,True,1,2,0.5,0.1,0.9")
 
 
+#: modules `hbench plugins` / `hbench --help` must not import (BENCHMARKS.md 5, start-up < 300 ms):
+#: httpx ~75 ms (and rich via httpx._main), psutil ~45 ms, pydantic ~80 ms (typer >= 0.29
+#: validates options through it), rich ~110 ms (typer's rich help; structlog.dev imports it),
+#: structlog (imported on the first log call), and the optional heavy ones
+HEAVY = ("httpx", "psutil", "pydantic", "rich", "structlog", "llama_cpp", "pynvml", "torch", "httpx_sse")
+
+
 def test_listing_plugins_is_fast_and_imports_nothing_heavy():
     code = ("import sys, time; t=time.perf_counter(); from hbench.plugin_manager import get_plugins; "
             "p=get_plugins(); p.registries; print(time.perf_counter()-t); "
-            "print(sorted(m for m in ('llama_cpp','pynvml','torch','httpx_sse') if m in sys.modules))")
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     elapsed, heavy = r.stdout.strip().splitlines()
     assert heavy == "[]", f"heavy modules imported while listing plugins: {heavy}"
+
+
+@pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"], ["--help"], ["run", "--help"]])
+def test_cli_listing_and_help_import_nothing_heavy(argv: list[str], tmp_path: Path) -> None:
+    """The command as a user runs it (typer parsing, plugin loading, output), not just the
+    plugin manager: each heavy module above is imported only by the command that needs it."""
+    code = ("import sys\nfrom hbench.cli import main\n"
+            f"sys.argv = ['hbench', *{argv!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    rc = e.code\nelse:\n    rc = 0\n"
+            f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), rc, file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    line = [x for x in r.stderr.splitlines() if x.startswith("HEAVY ")]
+    assert line, r.stderr[-2000:]
+    assert line[-1] == "HEAVY [] 0", f"hbench {' '.join(argv)}: {line[-1]}; stdout: {r.stdout[:300]}"
+    assert "Usage" in r.stdout or "builtin" in r.stdout or "hbench.plugins" in r.stdout

@@ -11,12 +11,13 @@ Managed without a ``start`` command: ``options.model_path`` (a GGUF) builds
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from hbench.lanes import LaneKind, server_root
 from hbench.models import LaneSpec
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 
 def _message(r: httpx.Response) -> str:
@@ -51,6 +52,8 @@ class LlamaCppKind(LaneKind):
         return cmd + [str(a) for a in lane.options.get("args", [])]
 
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
+        import httpx
+
         try:
             r = http.get(f"{server_root(lane.base_url or '')}/health")
         except httpx.HTTPError as exc:
@@ -62,6 +65,8 @@ class LlamaCppKind(LaneKind):
         return False, f"/health -> {r.status_code}"
 
     def context_length(self, lane: LaneSpec, http: httpx.Client) -> int | None:
+        import httpx
+
         try:
             props = http.get(f"{server_root(lane.base_url or '')}/props").json()
         except (httpx.HTTPError, ValueError):

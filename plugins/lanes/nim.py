@@ -16,11 +16,13 @@ process, so SIGTERM to ``docker run`` alone would leave the container up).
 from __future__ import annotations
 
 import re
-
-import httpx
+from typing import TYPE_CHECKING
 
 from hbench.lanes import LaneKind, server_root
 from hbench.models import LaneSpec
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 
 class NIMKind(LaneKind):
@@ -54,6 +56,8 @@ class NIMKind(LaneKind):
                 self.container(lane)]
 
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
+        import httpx
+
         root = server_root(lane.base_url or "")
         try:
             r = http.get(f"{root}/v1/health/ready")

@@ -11,12 +11,15 @@ Managed without a ``start`` command: ``options.serve = true`` runs ``ollama serv
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
-import httpx
 
 from hbench.lanes import LaneKind, server_root
 from hbench.models import LaneSpec
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 
 class OllamaKind(LaneKind):
@@ -38,6 +41,8 @@ class OllamaKind(LaneKind):
         return super().prepare(lane, out_dir)
 
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
+        import httpx
+
         try:
             r = http.get(f"{server_root(lane.base_url or '')}/")
         except httpx.HTTPError as exc:
@@ -47,6 +52,8 @@ class OllamaKind(LaneKind):
         return False, f"GET / -> {r.status_code} {r.text[:40]!r}"
 
     def context_length(self, lane: LaneSpec, http: httpx.Client) -> int | None:
+        import httpx
+
         if not lane.model:
             return None
         try:

@@ -14,10 +14,13 @@ default 0.8: GB10 boxes abort at 0.9, see LANES.md).
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
 
 from hbench.lanes import LaneKind, server_root
 from hbench.models import LaneSpec
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 
 class VLLMKind(LaneKind):
@@ -44,6 +47,8 @@ class VLLMKind(LaneKind):
         return cmd + [str(a) for a in lane.options.get("args", [])]
 
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
+        import httpx
+
         try:
             r = http.get(f"{server_root(lane.base_url or '')}/health")
         except httpx.ConnectError:

@@ -8,13 +8,19 @@ samples (a fresh Process's first ``cpu_percent`` is 0.0 and is not reported). Ch
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
-
-import psutil
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hbench.probes import GIB, Probe
 
-_GONE = (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
+if TYPE_CHECKING:  # psutil is imported where it is used: listing plugins must stay fast
+    import psutil
+
+
+def _gone() -> tuple[type[BaseException], ...]:
+    """psutil's 'that process is gone' errors."""
+    import psutil
+
+    return (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess)
 
 
 def _busy_total(t: Any) -> tuple[float, float]:
@@ -40,6 +46,8 @@ class HostProbe(Probe):
         self._listed_at: float | None = None
 
     def set_target(self, pid: int | None = None, lane: Any = None) -> None:
+        import psutil
+
         self._pid = pid
         self._root = None
         self._procs = {}
@@ -51,10 +59,12 @@ class HostProbe(Probe):
                 self._root.cpu_percent(None)
                 self._root._hbench_primed = True  # type: ignore[attr-defined]
                 self._procs[pid] = self._root
-            except _GONE:
+            except _gone():
                 self._root_gone = True
 
     def available(self) -> tuple[bool, str]:
+        import psutil
+
         try:
             self._last_cpu = _busy_total(psutil.cpu_times())  # prime: a percent needs two readings
         except Exception as exc:  # noqa: BLE001 - psutil on an odd platform
@@ -65,6 +75,8 @@ class HostProbe(Probe):
         """Whole-machine busy percent since the last call, from this probe's own
         counters (psutil.cpu_percent keeps one process-wide baseline that any other
         caller would reset)."""
+        import psutil
+
         now = _busy_total(psutil.cpu_times())
         last, self._last_cpu = self._last_cpu, now
         if last is None:
@@ -85,7 +97,7 @@ class HostProbe(Probe):
             return list(self._procs.values())
         try:
             children = self._root.children(recursive=True)
-        except _GONE:
+        except _gone():
             return []
         self._listed_at = now
         fresh: dict[int, psutil.Process] = {self._root.pid: self._root}
@@ -96,6 +108,8 @@ class HostProbe(Probe):
         return list(fresh.values())
 
     def sample(self) -> dict[str, Any]:
+        import psutil
+
         out: dict[str, Any] = {"cpu_percent": self._cpu_percent()}
         if self._root is None or self._root_gone:
             return out
@@ -120,7 +134,7 @@ class HostProbe(Probe):
                 else:
                     cpu += pct
                     seen += 1
-            except _GONE:
+            except _gone():
                 self._procs.pop(proc.pid, None)  # vanished since it was listed
                 continue
         if n == 0:

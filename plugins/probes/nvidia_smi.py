@@ -12,8 +12,6 @@ import shutil
 import subprocess
 from typing import Any, ClassVar
 
-import psutil
-
 from hbench.probes import GIB, Probe, ProbeGone
 
 #: query field -> what it becomes (memory fields are MiB)
@@ -79,6 +77,8 @@ class NvidiaSmiProbe(Probe):
             return False, "nvidia-smi lists no GPU"
         rc, text = self._query("memory.total")
         totals = [v for v in parse_field(text) if v is not None] if rc == 0 else []
+        import psutil  # here, not at module level: listing plugins must stay fast
+
         ram_mib = psutil.virtual_memory().total / 2**20
         if not totals or any(abs(t - ram_mib) <= UNIFIED_TOLERANCE * ram_mib for t in totals):
             self._unified = True  # GB10: memory is the system's; meminfo reads it

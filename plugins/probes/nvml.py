@@ -17,13 +17,15 @@ from ``nvmlDeviceGetComputeRunningProcesses``, which works on unified boxes too.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import psutil
 
 from hbench.logging import get_logger
 from hbench.probes import GIB, Probe, ProbeGone
+
+if TYPE_CHECKING:  # psutil is imported where it is used: listing plugins must stay fast
+    import psutil
 
 #: a memory total within this fraction of system RAM means unified memory
 UNIFIED_TOLERANCE = 0.05
@@ -68,6 +70,8 @@ class NvmlProbe(Probe):
 
     # ----------------------------------------------------------------- set-up
     def set_target(self, pid: int | None = None, lane: Any = None) -> None:
+        import psutil
+
         self._pid = pid
         self._root = None
         if pid is not None:
@@ -103,6 +107,8 @@ class NvmlProbe(Probe):
         return True, "ok"
 
     def _open_gpu(self, index: int) -> _Gpu:
+        import psutil
+
         nv = self._nv
         handle = nv.nvmlDeviceGetHandleByIndex(index)
         try:
@@ -150,6 +156,8 @@ class NvmlProbe(Probe):
         raise ValueError(metric)
 
     def _tree_pids(self) -> set[int]:
+        import psutil
+
         if self._root is None:
             return set()
         try:

@@ -9,11 +9,12 @@ probe is unavailable. Parsing is ``prometheus_client.parser``, never by hand.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hbench.probes import Probe
+
+if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
+    import httpx
 
 ENV_URL = "HBENCH_METRICS_URL"
 MIB_TO_GIB = 1 / 1024
@@ -89,6 +90,8 @@ class PrometheusProbe(Probe):
                            f"http://gpu-node:9400/metrics, or the server's /metrics) or {ENV_URL}")
         if not self._url.startswith(("http://", "https://")):
             return False, f"metrics URL {self._url!r} must start with http:// or https://"
+        import httpx
+
         self._http = httpx.Client(timeout=self._timeout_s, follow_redirects=True)
         try:
             self.sample()
