@@ -378,6 +378,7 @@ def test_real_lane_answers_tool_calls_and_is_stopped(model_cache, tmp_path):
 
 @pytest.mark.embedded
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 @needs_extra
 def test_hbench_run_end_to_end_on_the_embedded_lane(model_cache, tmp_path):
     """`hbench run` with no lane configured: the real embedded lane on a 2-prompt slice of
@@ -400,8 +401,8 @@ def test_hbench_run_end_to_end_on_the_embedded_lane(model_cache, tmp_path):
     out = tmp_path / "results"
     before = {p.pid for p in psutil.process_iter() if embedded.SERVE_CODE in " ".join(_cmdline(p))}
     proc = subprocess.run([sys.executable, "-m", "hbench", "run", "--suite", str(suite), "--runs", "1",
-                           "--max-turns", "4", "--timeout", "120", "--out", str(out), "--no-progress"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                           "--max-turns", "3", "--timeout", "60", "--out", str(out), "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     card = json.loads((out / "embedded.json").read_text())
