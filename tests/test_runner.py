@@ -415,7 +415,7 @@ def test_lane_selection_order(tmp_path: Path) -> None:
     assert select_lanes(RunOptions(lane_url="http://127.0.0.1:9", model="m"), reg, cfg)[0].base_url == "http://127.0.0.1:9/v1"
     assert names(lanes="a,b") == ["a", "b"]
     assert names() == ["b"]  # [run].lanes
-    assert set(names(lanes="all")) >= {"a", "b", "embedded"}  # plugin lanes too
+    assert set(names(lanes="all")) == {"a", "b"}  # plugin lanes too, but not the fallback lane
     cfg_path.write_text(lanes_toml)
     cfg = load_config(cfg_path, lane_kinds=reg.lane_kinds.names())
     assert names() == ["a", "b"]  # every hbench.toml lane
