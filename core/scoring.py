@@ -228,9 +228,16 @@ def score_lane(
     reasons = []
     if gate_failed:
         kinds = sorted({p.gate for p in ran if p.id in gate_failed})
+        # say what the lane actually did (an invented fact, an empty answer, prose that
+        # never declines), from the first failing attempt of each gate prompt
+        whys = []
+        for p in ran:
+            if p.id in gate_failed:
+                why = next((a.why or a.error or a.runaway for a in p.attempts if not a.passed), None)
+                whys.append(f"{p.id}: {why}" if why else p.id)
         reasons.append(
-            f"failed the {'/'.join(kinds)} gate by majority on {', '.join(gate_failed)}: "
-            "it asserted an answer no file holds instead of saying it does not know"
+            f"failed the {'/'.join(kinds)} gate by majority ({'; '.join(whys)}): a brain must say "
+            "it does not know what no file holds"
         )
     if not core:
         reasons.append("no core prompt ran, nothing to rank on")
