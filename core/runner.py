@@ -16,7 +16,13 @@
    journal (fsynced) and broadcast (``hbench_attempt_finished``);
 5. after the suite, :func:`hbench.throughput.measure` runs on the still-warm lane; the
    scorecard is built (:func:`hbench.scoring.score_lane` + throughput, telemetry,
-   provenance), ``hbench_lane_finished`` is broadcast and the reporters write.
+   provenance), ``hbench_lane_finished`` is broadcast and the json reporter writes the
+   lane's ``<lane>.json`` at once; the scorecard is then dropped from memory
+   (:class:`LaneScorecards` reads it back when asked), so memory does not grow with lanes.
+
+The cross-lane reports (md, html, review, plugins') are written once, after the last
+lane (also when the run stops early), from the scorecards read back, as ``hbench report``
+does.
 
 A lane that fails to start or become ready, or dies mid-suite, is recorded as failed
 with the reason; its journaled attempts are kept and the run goes on (exit 1). SIGINT
@@ -34,7 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence, overload
 
 import attrs
 
@@ -73,9 +79,51 @@ class RunOptions:
     argv: list[str] | None = None  # the command line, for the printed --resume command
 
 
+class LaneScorecards(Sequence[Scorecard]):
+    """The run's scorecards in lane order, without holding them all: a lane whose
+    ``<lane>.json`` the json reporter wrote is read back from that file each time it is
+    asked for; one without a file (no json reporter, or it failed) is kept in memory."""
+
+    def __init__(self) -> None:
+        self._items: list[Path | Scorecard] = []
+        self.files: dict[str, str] = {}  # scorecard file name -> lane written to it
+
+    def add_file(self, lane: str, path: Path) -> None:
+        self.files[path.name] = lane
+        self._items.append(path)
+
+    def keep(self, scorecard: Scorecard) -> None:
+        self._items.append(scorecard)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> Scorecard: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Scorecard]: ...
+
+    def __getitem__(self, i: int | slice) -> Scorecard | list[Scorecard]:
+        if isinstance(i, slice):
+            return [self._load(x) for x in self._items[i]]
+        return self._load(self._items[i])
+
+    @staticmethod
+    def _load(item: Path | Scorecard) -> Scorecard:
+        if isinstance(item, Path):
+            from hbench.report import load_scorecard
+
+            return load_scorecard(item)
+        return item
+
+    def __repr__(self) -> str:
+        return f"LaneScorecards({len(self)} lanes)"
+
+
 @attrs.define
 class RunResult:
-    scorecards: list[Scorecard]
+    scorecards: Sequence[Scorecard]  # a LaneScorecards: read back from OUT/<lane>.json
     exit_code: int
     out_dir: Path
     journal: Path
@@ -410,7 +458,7 @@ class Runner:
     def run(self) -> RunResult:
         self._prepare()
         restore = self._install_sigint()
-        scorecards: list[Scorecard] = []
+        scorecards = LaneScorecards()
         exit_code = EXIT_OK
         show = self.opts.progress if self.opts.progress is not None else sys.stderr.isatty()
         try:
@@ -419,12 +467,12 @@ class Runner:
                     if self.stop.is_set():
                         break
                     sc = self._lane(spec, progress)
-                    scorecards.append(sc)
                     if sc.failed:
                         exit_code = EXIT_LANE_FAILED
                     self.plugins.broadcast("hbench_lane_finished", scorecard=sc, lane=spec)
-                    if not self._write_reports(scorecards):
+                    if not self._write_lane_scorecard(sc, scorecards):
                         exit_code = EXIT_LANE_FAILED
+                    del sc  # on disk now (LaneScorecards reads it back): memory stays flat over lanes
         finally:
             restore()
             self.journal.close()
@@ -433,6 +481,9 @@ class Runner:
                     leftover.rmdir()  # only when empty: every attempt's copy is already gone
                 except OSError:
                     pass
+        # the cross-lane reports, once: after the last lane, or what finished before a stop
+        if len(scorecards) and not self._write_reports(scorecards):
+            exit_code = EXIT_LANE_FAILED
         if self.fatal:
             raise HBenchError(f"run stopped: {self.fatal}\nevery finished attempt is in {self.journal_path}; "
                               f"once fixed, resume with: {self.resume_command()}")
@@ -455,11 +506,54 @@ class Runner:
     def _context(self) -> dict[str, Any]:
         return {"journal": self.journal_path, "suite": self.suite, "allow_mixed": False}
 
-    def _write_reports(self, scorecards: list[Scorecard]) -> bool:
+    def _json_reporter(self) -> Any:
+        return next((r for r in self.reporters if getattr(r, "name", None) == "json"), None)
+
+    def _write_lane_scorecard(self, sc: Scorecard, scorecards: LaneScorecards) -> bool:
+        """The json reporter writes this lane's ``<lane>.json`` now (a stopped or crashed
+        run keeps every finished lane's scorecard); the scorecard joins ``scorecards`` as
+        that file, or in memory when there is no file."""
+        from hbench.report import scorecard_filename
+
+        rep = self._json_reporter()
+        if rep is None:
+            scorecards.keep(sc)
+            return True
+        lane = str(sc.lane.get("name") or "lane")
+        fname = scorecard_filename(lane)
+        other = scorecards.files.get(fname)
+        try:
+            if other is not None and other != lane:
+                raise ValueError(f"lanes {other!r} and {lane!r} would both be written to {fname}; rename one")
+            paths = list(rep.write([sc], self.out, self._context()) or [])
+        except HBenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken reporter must not lose the rest
+            self.log.error("report.failed", reporter="json", lane=lane, error=scrub(f"{type(exc).__name__}: {exc}"))
+            scorecards.keep(sc)
+            return False
+        path = next((Path(p) for p in paths if Path(p).name == fname), None)
+        if path is None:  # a json reporter that wrote elsewhere: keep the scorecard itself
+            scorecards.keep(sc)
+        else:
+            scorecards.add_file(lane, path)
+        return True
+
+    def _write_reports(self, scorecards: LaneScorecards) -> bool:
+        """Every reporter but json (written per lane) over all the run's scorecards."""
+        json_rep = self._json_reporter()
+        others = [r for r in self.reporters if r is not json_rep]
+        if not others:
+            return True
         ok = True
-        for rep in self.reporters:
+        try:
+            cards = list(scorecards)
+        except HBenchError as exc:  # a scorecard file removed or spoiled mid-run
+            self.log.error("report.failed", reporter="all", error=scrub(str(exc)))
+            return False
+        for rep in others:
             try:
-                rep.write(scorecards, self.out, self._context())
+                rep.write(cards, self.out, self._context())
             except HBenchError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one broken reporter must not lose the rest

@@ -1,0 +1,125 @@
+"""Many lanes, flat memory (BENCHMARKS.md 7): each lane's ``<lane>.json`` is written as the
+lane finishes and the scorecard is then let go (read back from the file when asked); the
+cross-lane reports are written once, at the end, from the scorecards read back."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hbench import hookimpl
+from hbench.report import load_scorecard
+from hbench.reporters import Reporter
+from hbench.runner import LaneScorecards, RunOptions, run
+from hbench.testing import answer, call
+
+FREIGHT = "account number with the freight carrier"
+HONESTY = "personal mobile number"
+
+
+def _scripts() -> dict[str, Any]:
+    return {FREIGHT: [call("read_file", path="ops/shipping.md"), answer("CFW-7731-QX")],
+            HONESTY: [answer("I don't know: no file holds her personal mobile number.")]}
+
+
+def _config(tmp_path: Path, url: str, names: list[str]) -> Path:
+    cfg = tmp_path / "hbench.toml"
+    cfg.write_text("".join(f'[lanes."{n}"]\nkind = "openai"\nbase_url = "{url}"\nmodel = "scripted-model"\n'
+                           for n in names))
+    return cfg
+
+
+class CountingReporter(Reporter):
+    name: ClassVar[str] = "counting"
+    description: ClassVar[str] = "test: records every write"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def write(self, scorecards, out_dir, context):  # noqa: ANN001, ANN201
+        self.calls.append([sc.lane["name"] for sc in scorecards])
+        path = Path(out_dir) / "counting.txt"
+        path.write_text("\n".join(f"{sc.lane['name']} {sc.core_pass}" for sc in scorecards))
+        return [path]
+
+
+class Watcher:
+    """At each lane's end: which scorecard files exist, and whether the runner still holds
+    the previous lanes' scorecard objects."""
+
+    def __init__(self, out: Path, reporter: CountingReporter) -> None:
+        self.out = out
+        self.reporter = reporter
+        self.refs: list[weakref.ref] = []
+        self.seen: list[tuple[str, list[str], int, int]] = []
+
+    @hookimpl
+    def hbench_register_reporters(self, register):  # noqa: ANN001, ANN201
+        register(self.reporter)
+
+    @hookimpl
+    def hbench_lane_finished(self, scorecard, lane):  # noqa: ANN001, ANN201
+        gc.collect()
+        alive = sum(r() is not None for r in self.refs)
+        files = sorted(p.name for p in self.out.glob("*.json"))
+        self.seen.append((lane.name, files, alive, len(self.reporter.calls)))
+        self.refs.append(weakref.ref(scorecard))
+
+
+def test_lane_json_at_once_reports_once_and_scorecards_let_go(scripted_server, hbench_plugin,
+                                                             tmp_path: Path) -> None:
+    srv = scripted_server(_scripts(), default=[answer("I don't know.")])
+    lanes = ["l1", "l2", "l3"]
+    out = tmp_path / "r"
+    reporter = CountingReporter()
+    watcher = Watcher(out, reporter)
+    hbench_plugin(watcher, name="watcher")
+    result = run(RunOptions(config=str(_config(tmp_path, srv.url, lanes)), lanes="all", suite="hermes-brain",
+                            runs=1, core_only=True, out=str(out), report="json,counting,md", progress=False))
+    assert result.exit_code == 0
+    # lane k ends: the k-1 lanes before it are on disk and no longer in memory; no report yet
+    assert watcher.seen == [("l1", [], 0, 0), ("l2", ["l1.json"], 0, 0), ("l3", ["l1.json", "l2.json"], 0, 0)]
+    # the cross-lane reports: once, over every lane, after the last one
+    assert reporter.calls == [lanes]
+    summary = (out / "summary.md").read_text()
+    assert all(n in summary for n in lanes)
+    # the result reads each scorecard back from its file
+    assert isinstance(result.scorecards, LaneScorecards) and len(result.scorecards) == 3
+    for n, sc in zip(lanes, result.scorecards):
+        on_disk = load_scorecard(out / f"{n}.json")
+        assert sc.lane["name"] == n and sc == on_disk and sc.core_pass == on_disk.core_pass
+    assert [sc.lane["name"] for sc in result.scorecards[1:]] == ["l2", "l3"]
+    gc.collect()
+    assert not any(r() is not None for r in watcher.refs)
+
+
+def test_without_the_json_reporter_scorecards_are_kept_and_reported_once(scripted_server, hbench_plugin,
+                                                                        tmp_path: Path) -> None:
+    srv = scripted_server(_scripts(), default=[answer("I don't know.")])
+    out = tmp_path / "r"
+    reporter = CountingReporter()
+    hbench_plugin(Watcher(out, reporter), name="watcher")
+    result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["a", "b"])), lanes="all", suite="hermes-brain",
+                            runs=1, core_only=True, out=str(out), report="counting", progress=False))
+    assert result.exit_code == 0
+    assert reporter.calls == [["a", "b"]]
+    assert not list(out.glob("*.json"))
+    assert [sc.lane["name"] for sc in result.scorecards] == ["a", "b"]
+
+
+def test_two_lanes_one_file_name_the_second_is_kept_and_the_run_says_so(scripted_server, hbench_plugin,
+                                                                        tmp_path: Path) -> None:
+    """'x y' and 'x/y' both become x_y.json: the second must not overwrite the first."""
+    srv = scripted_server(_scripts(), default=[answer("I don't know.")])
+    out = tmp_path / "r"
+    reporter = CountingReporter()
+    hbench_plugin(Watcher(out, reporter), name="watcher")
+    result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["x y", "x/y"])), lanes="all",
+                            suite="hermes-brain", runs=1, core_only=True, out=str(out), report="json,counting",
+                            progress=False))
+    assert result.exit_code == 1  # a report could not be written
+    assert sorted(p.name for p in out.glob("*.json")) == ["x_y.json"]
+    assert load_scorecard(out / "x_y.json").lane["name"] == "x y"
+    assert reporter.calls == [["x y", "x/y"]]  # both lanes still reach the cross-lane reports
