@@ -682,15 +682,62 @@ def _install_tracking(http: httpx.Client, registry: _StreamRegistry) -> bool:
     return True
 
 
+class _Monitor:
+    """One thread that watches every request in flight for its deadline, its cancel event
+    and its tail grace (a thread per request cost ~0.3 ms of CPU a request, and the
+    thread churn grew glibc's per-thread arenas: BENCHMARKS.md 1 and 7). It sleeps until
+    the earliest due time, polls cancel events every 20 ms while a request that has one
+    is in flight, and waits without waking when nothing is in flight."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dogs: set[_Watchdog] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, dog: _Watchdog) -> None:
+        with self._lock:
+            self._dogs.add(dog)
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="hbench-client-watchdog", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def remove(self, dog: _Watchdog) -> None:
+        with self._lock:
+            self._dogs.discard(dog)
+
+    def poke(self) -> None:
+        """A due time changed: look again now."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()  # before the snapshot: an add() after it wakes the wait below
+            with self._lock:
+                dogs = list(self._dogs)
+            wait: float | None = None  # None: nothing in flight, sleep until an add()
+            now = time.monotonic()
+            for dog in dogs:
+                w = dog._poll(now)
+                if w is not None:
+                    wait = w if wait is None else min(wait, w)
+            self._wake.wait(None if wait is None else max(0.001, min(wait, 0.25)))
+
+
+_MONITOR = _Monitor()
+
+
 class _Watchdog:
     """Shuts the request's socket down when the deadline passes, the cancel event is set,
     or the tail grace after ``finish_reason`` runs out. Shutting down (not closing) wakes
-    a read blocked in another thread, and the server sees the connection end."""
+    a read blocked in another thread, and the server sees the connection end. Watched by
+    the shared :class:`_Monitor` thread from creation until :meth:`finish`."""
 
     def __init__(self, deadline: float | None, cancel: threading.Event | None,
                  registry: _StreamRegistry | None = None):
         self.deadline, self.cancel = deadline, cancel
-        self.tail_deadline: float | None = None
+        self._tail_deadline: float | None = None
         self.fired: str | None = None  # "timeout" | "cancel" | "tail"
         self._sock: socket.socket | None = None
         self._registry = registry
@@ -698,9 +745,17 @@ class _Watchdog:
         if registry is not None:
             registry.forget(self._tid)  # only streams this request touches from now on
         self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hbench-client-watchdog", daemon=True)
-        self._thread.start()
+        self._done = False
+        _MONITOR.add(self)
+
+    @property
+    def tail_deadline(self) -> float | None:
+        return self._tail_deadline
+
+    @tail_deadline.setter
+    def tail_deadline(self, value: float | None) -> None:
+        self._tail_deadline = value
+        _MONITOR.poke()
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         if event == "connection.connect_tcp.complete":
@@ -727,29 +782,36 @@ class _Watchdog:
 
     def _fire(self, why: str) -> None:
         with self._lock:
-            if self.fired or self._done.is_set():
+            if self.fired or self._done:
                 return
             self.fired = why
             self._shutdown()
 
-    def _run(self) -> None:
-        while not self._done.is_set():
-            now = time.monotonic()
-            if self.cancel is not None and self.cancel.is_set():
-                return self._fire("cancel")
-            if self.deadline is not None and now >= self.deadline:
-                return self._fire("timeout")
-            if self.tail_deadline is not None and now >= self.tail_deadline:
-                return self._fire("tail")
-            due = [d for d in (self.deadline, self.tail_deadline) if d is not None]
-            wait = min(due) - now if due else 0.25
-            if self.cancel is not None:
-                wait = min(wait, 0.02)
-            self._done.wait(max(0.001, min(wait, 0.25)))
+    def _poll(self, now: float) -> float | None:
+        """(the monitor thread) Fire when due; else the seconds until this request needs
+        another look. None: it fired or finished."""
+        if self._done or self.fired:
+            return None
+        if self.cancel is not None and self.cancel.is_set():
+            self._fire("cancel")
+            return None
+        if self.deadline is not None and now >= self.deadline:
+            self._fire("timeout")
+            return None
+        tail = self._tail_deadline
+        if tail is not None and now >= tail:
+            self._fire("tail")
+            return None
+        due = [d for d in (self.deadline, tail) if d is not None]
+        wait = min(due) - now if due else 0.25
+        if self.cancel is not None:
+            wait = min(wait, 0.02)
+        return wait
 
     def finish(self) -> None:
         with self._lock:
-            self._done.set()
+            self._done = True
+        _MONITOR.remove(self)
         if self._registry is not None:
             self._registry.forget(self._tid)
 
