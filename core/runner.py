@@ -473,6 +473,7 @@ class Runner:
                     if not self._write_lane_scorecard(sc, scorecards):
                         exit_code = EXIT_LANE_FAILED
                     del sc  # on disk now (LaneScorecards reads it back): memory stays flat over lanes
+                    _release_free_memory()
         finally:
             restore()
             self.journal.close()
@@ -852,6 +853,31 @@ class Runner:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+_malloc_trim: Any = None
+
+
+def _release_free_memory() -> None:
+    """Between lanes: hand the C heap's free pages back to the system (glibc
+    ``malloc_trim``). Each lane starts and ends threads (attempt workers, scratch pool,
+    sampler, probes); glibc gives threads arenas of their own and keeps what they freed,
+    so without this peak RSS crept up ~0.2 MiB a lane (BENCHMARKS.md 7). Once a lane,
+    ~1 ms. A no-op where the C library has no malloc_trim."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None).malloc_trim
+                fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+                _malloc_trim = fn
+            except (OSError, AttributeError):  # musl and others
+                pass
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def _safe_name(name: str) -> str:
