@@ -17,8 +17,8 @@
 5. after the suite, :func:`hbench.throughput.measure` runs on the still-warm lane; the
    scorecard is built (:func:`hbench.scoring.score_lane` + throughput, telemetry,
    provenance), ``hbench_lane_finished`` is broadcast and the json reporter writes the
-   lane's ``<lane>.json`` at once; the scorecard is then dropped from memory
-   (:class:`LaneScorecards` reads it back when asked), so memory does not grow with lanes.
+   lane's ``<lane>.json`` at once; the scorecard is then kept only as compressed JSON
+   (:class:`LaneScorecards`), so memory does not grow with lanes.
 
 The cross-lane reports (md, html, review, plugins') are written once, after the last
 lane (also when the run stops early), from the scorecards read back, as ``hbench report``
@@ -32,6 +32,7 @@ writes what there is and prints the ``--resume`` command (exit 130).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -39,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, overload
 
@@ -80,20 +82,19 @@ class RunOptions:
 
 
 class LaneScorecards(Sequence[Scorecard]):
-    """The run's scorecards in lane order, without holding them all: a lane whose
-    ``<lane>.json`` the json reporter wrote is read back from that file each time it is
-    asked for; one without a file (no json reporter, or it failed) is kept in memory."""
+    """The run's scorecards in lane order, without holding them all: each is kept as its
+    scorecard JSON (``hbench.scorecard/1``, as ``<lane>.json`` holds it), zlib-compressed
+    (~20x smaller), and structured again each time it is asked for. Independent of the
+    files under OUT, so the result outlives them."""
 
     def __init__(self) -> None:
-        self._items: list[Path | Scorecard] = []
-        self.files: dict[str, str] = {}  # scorecard file name -> lane written to it
+        self._items: list[bytes] = []
 
-    def add_file(self, lane: str, path: Path) -> None:
-        self.files[path.name] = lane
-        self._items.append(path)
+    def add(self, scorecard: Scorecard) -> None:
+        from hbench.report import scorecard_to_dict
 
-    def keep(self, scorecard: Scorecard) -> None:
-        self._items.append(scorecard)
+        data = json.dumps(scorecard_to_dict(scorecard), ensure_ascii=False, allow_nan=False)
+        self._items.append(zlib.compress(data.encode("utf-8"), 1))
 
     def __len__(self) -> int:
         return len(self._items)
@@ -110,12 +111,10 @@ class LaneScorecards(Sequence[Scorecard]):
         return self._load(self._items[i])
 
     @staticmethod
-    def _load(item: Path | Scorecard) -> Scorecard:
-        if isinstance(item, Path):
-            from hbench.report import load_scorecard
+    def _load(blob: bytes) -> Scorecard:
+        from hbench.report import scorecard_from_dict
 
-            return load_scorecard(item)
-        return item
+        return scorecard_from_dict(json.loads(zlib.decompress(blob)), "<this run's scorecard>")
 
     def __repr__(self) -> str:
         return f"LaneScorecards({len(self)} lanes)"
@@ -123,7 +122,7 @@ class LaneScorecards(Sequence[Scorecard]):
 
 @attrs.define
 class RunResult:
-    scorecards: Sequence[Scorecard]  # a LaneScorecards: read back from OUT/<lane>.json
+    scorecards: Sequence[Scorecard]  # a LaneScorecards: kept compressed, structured when read
     exit_code: int
     out_dir: Path
     journal: Path
@@ -459,6 +458,7 @@ class Runner:
         self._prepare()
         restore = self._install_sigint()
         scorecards = LaneScorecards()
+        self._json_files: dict[str, str] = {}  # <lane>.json name -> the lane written to it
         exit_code = EXIT_OK
         show = self.opts.progress if self.opts.progress is not None else sys.stderr.isatty()
         try:
@@ -472,7 +472,7 @@ class Runner:
                     self.plugins.broadcast("hbench_lane_finished", scorecard=sc, lane=spec)
                     if not self._write_lane_scorecard(sc, scorecards):
                         exit_code = EXIT_LANE_FAILED
-                    del sc  # on disk now (LaneScorecards reads it back): memory stays flat over lanes
+                    del sc  # kept compressed in LaneScorecards: memory stays flat over lanes
                     _release_free_memory()
         finally:
             restore()
@@ -512,32 +512,25 @@ class Runner:
 
     def _write_lane_scorecard(self, sc: Scorecard, scorecards: LaneScorecards) -> bool:
         """The json reporter writes this lane's ``<lane>.json`` now (a stopped or crashed
-        run keeps every finished lane's scorecard); the scorecard joins ``scorecards`` as
-        that file, or in memory when there is no file."""
+        run keeps every finished lane's scorecard); the scorecard joins ``scorecards``."""
         from hbench.report import scorecard_filename
 
+        scorecards.add(sc)
         rep = self._json_reporter()
         if rep is None:
-            scorecards.keep(sc)
             return True
         lane = str(sc.lane.get("name") or "lane")
         fname = scorecard_filename(lane)
-        other = scorecards.files.get(fname)
+        other = self._json_files.setdefault(fname, lane)
         try:
-            if other is not None and other != lane:
+            if other != lane:
                 raise ValueError(f"lanes {other!r} and {lane!r} would both be written to {fname}; rename one")
-            paths = list(rep.write([sc], self.out, self._context()) or [])
+            rep.write([sc], self.out, self._context())
         except HBenchError:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken reporter must not lose the rest
             self.log.error("report.failed", reporter="json", lane=lane, error=scrub(f"{type(exc).__name__}: {exc}"))
-            scorecards.keep(sc)
             return False
-        path = next((Path(p) for p in paths if Path(p).name == fname), None)
-        if path is None:  # a json reporter that wrote elsewhere: keep the scorecard itself
-            scorecards.keep(sc)
-        else:
-            scorecards.add_file(lane, path)
         return True
 
     def _write_reports(self, scorecards: LaneScorecards) -> bool:
@@ -547,11 +540,7 @@ class Runner:
         if not others:
             return True
         ok = True
-        try:
-            cards = list(scorecards)
-        except HBenchError as exc:  # a scorecard file removed or spoiled mid-run
-            self.log.error("report.failed", reporter="all", error=scrub(str(exc)))
-            return False
+        cards = list(scorecards)
         for rep in others:
             try:
                 rep.write(cards, self.out, self._context())
