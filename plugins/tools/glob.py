@@ -42,7 +42,13 @@ def translate(pattern: str) -> str:
             elif c == "?":
                 rx.append("[^/]")
             elif c == "[":
-                k = seg.find("]", j + 2 if j + 1 < len(seg) and seg[j + 1] in "!^" else j + 1)
+                # as fnmatch: after '[' (and a '!'/'^'), a ']' is a member of the set, not its end
+                start = j + 1
+                if start < len(seg) and seg[start] in "!^":
+                    start += 1
+                if start < len(seg) and seg[start] == "]":
+                    start += 1
+                k = seg.find("]", start)
                 if k == -1:
                     rx.append(re.escape(c))
                 else:
@@ -51,6 +57,8 @@ def translate(pattern: str) -> str:
                     if neg:
                         body = body[1:]
                     body = body.replace("\\", "\\\\").replace("/", "")
+                    if body.startswith("]"):
+                        body = "\\" + body  # a literal ']' first in the set
                     rx.append(f"[{'^' if neg else ''}{body}]")
                     j = k
             else:
