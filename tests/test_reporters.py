@@ -309,3 +309,23 @@ def test_hbench_report_bad_input_exits_2_with_a_clear_message(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "**Mixed suites**" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import pathlib
+
+    import pytest
+
+    from hbench.report import write_json_atomic
+
+    real = pathlib.Path.write_text
+
+    def full_disk(self, *a, **kw):
+        real(self, "partial", encoding="utf-8")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_json_atomic(tmp_path / "lane.json", {"a": 1})
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
