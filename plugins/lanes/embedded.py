@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import socket
 import sys
 import tempfile
 from importlib import metadata
@@ -44,7 +43,7 @@ from typing import Any, Iterator
 import attrs
 
 from hbench.errors import BadInput
-from hbench.lanes import LaneKind
+from hbench.lanes import LaneKind, free_port
 from hbench.logging import get_logger
 from hbench.models import LaneSpec
 
@@ -192,13 +191,6 @@ def ensure_gguf(dest_dir: Path | None = None, package: Any = None) -> Path:
 
 
 # --------------------------------------------------------------------------- the kind
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def default_threads() -> int:
