@@ -16,32 +16,15 @@ import argparse
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks._common import ROOT, figure, verdict
+from hbench.testing import borrowing_venv, pip_install
 
 GOAL_MS = 300.0
 SCRIPT = "import sys; from hbench.cli import main; sys.exit(main())"
-
-
-def make_venv(dest: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True, timeout=120)
-    py = dest / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    host = sysconfig.get_paths()["purelib"]
-    (Path(purelib) / "hbench-host.pth").write_text(f"import site; site.addsitedir({host!r})\n")
-    return py
-
-
-def install(py: Path, path: Path) -> None:
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(path)],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode:
-        raise RuntimeError(f"pip install {path.name} failed: {(r.stdout + r.stderr)[-800:]}")
 
 
 def time_cmd(py: Path, args: list[str], n: int) -> tuple[list[float], str]:
@@ -65,9 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     n = 2 if args.quick else 7
     with tempfile.TemporaryDirectory(prefix="hbench-bench-") as d:
-        py = make_venv(Path(d) / "venv")
+        py = borrowing_venv(Path(d) / "venv")
         for ex in ("hermes-bench-lane-gptoss", "hermes-bench-reporter-csv"):
-            install(py, ROOT / "examples" / ex)
+            pip_install(py, ROOT / "examples" / ex)
         t0 = time.perf_counter()
         for _ in range(n):
             subprocess.run([str(py), "-c", "pass"], check=True)

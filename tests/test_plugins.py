@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from hbench import hookimpl
 from hbench.errors import PluginError
 from hbench.models import LaneSpec
 from hbench.plugin_manager import BUILTIN_PLUGINS, HBenchPlugins, Registry, get_plugins
+from hbench.testing import borrowing_venv, pip_install
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,22 +248,8 @@ def test_allow_and_deny_lists(plugin_path):
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
     """A new virtual environment that sees this one's packages (hbench and its
-    dependencies) through a .pth file, so installing an example changes nothing else."""
-    d = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(d)], check=True, timeout=120)
-    py = d / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    host = sysconfig.get_paths()["purelib"]
-    # addsitedir (not a bare path) so the host's own .pth files (the editable install) run
-    (Path(purelib) / "hbench-host.pth").write_text(f"import site; site.addsitedir({host!r})\n")
-    return py
-
-
-def pip_install(py: Path, path: Path) -> None:
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(path)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    dependencies), so installing an example changes nothing else."""
+    return borrowing_venv(tmp_path_factory.mktemp("venv") / "venv")
 
 
 def test_example_lane_plugin_installs_and_shows(fresh_venv):
