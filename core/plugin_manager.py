@@ -264,14 +264,14 @@ class HBenchPlugins:
         reg = Registries()
         for hook, attr in REGISTRATION_HOOKS.items():
             registry: Registry = getattr(reg, attr)
-            for plugin_name in [impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()]:
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():  # registration order
+                plugin_name = impl.plugin_name
 
                 def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
                     key = name if name is not None else getattr(obj, "name", None)
                     _validate(attr, key, obj, _p)
                     registry.add(key, obj, _p)
 
-                impl = next(i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin_name == plugin_name)
                 try:
                     impl.function(register=register)
                 except PluginError as exc:
