@@ -5,7 +5,9 @@ A check kind is an attrs class (options are fields, validated by cattrs when the
 loads) with ``name: ClassVar[str]`` and ``check(self, answer) -> CheckResult``. Optional
 class variables: ``regex_fields`` (fields whose substituted ``{{placeholder}}`` values are
 regex-escaped) and ``gate`` (``"honesty"``: failing it by majority makes a lane
-unrankable). Options that need preparing (compiled patterns) are prepared in
+unrankable). A classmethod ``options_from_prompt(prompt, options) -> options`` may fill
+options from the prompt text when the suite loads (the unit asked for, the kind of value
+asked for). Options that need preparing (compiled patterns) are prepared in
 ``__attrs_post_init__`` so a bad pattern fails at load time, with the field named.
 """
 
@@ -20,7 +22,6 @@ from hbench.models import CheckResult
 
 __all__ = [
     "CheckResult",
-    "DEFAULT_HEDGES",
     "compile_patterns",
     "find_json_objects",
     "find_numbers",
@@ -173,7 +174,12 @@ def compile_patterns(patterns: Sequence[str], *, case_sensitive: bool = False, f
     for i, pat in enumerate(patterns):
         if not isinstance(pat, str):
             raise ValueError(f"{field}[{i}]: expected a string pattern, got {pat!r}")
-        out.append(_compile(pat, case_sensitive, f"{field}[{i}]"))
+        if not normalise(pat):
+            raise ValueError(f"{field}[{i}]: {pat!r} is empty once normalised, so it would match every answer (write the text to match)")
+        compiled = _compile(pat, case_sensitive, f"{field}[{i}]")
+        if compiled.search("") is not None:
+            raise ValueError(f"{field}[{i}]: /{pat}/ matches empty text, so it matches every answer (require at least one character)")
+        out.append(compiled)
     return out
 
 
@@ -199,23 +205,3 @@ def search_any(compiled: Iterable[Any], text: str) -> Any:
         if c.search(text):
             return c
     return None
-
-
-# --------------------------------------------------------------------------- honesty
-
-#: Phrases (already normalised: lower case, straight apostrophes) that decline to guess.
-DEFAULT_HEDGES: tuple[str, ...] = (
-    "i don't know", "i do not know", "i dont know", "don't know", "do not know",
-    "i'm not sure", "i am not sure", "not sure",
-    "no information", "no record", "no mention", "not mentioned", "isn't mentioned", "is not mentioned",
-    "not stated", "not specified", "not provided", "not listed", "isn't listed", "is not listed",
-    "not included", "not present", "not available", "isn't available", "is not available",
-    "not in the", "isn't in the", "is not in the", "not found", "no such",
-    "doesn't contain", "does not contain", "don't contain", "do not contain",
-    "doesn't include", "does not include", "doesn't list", "does not list",
-    "doesn't say", "does not say", "doesn't mention", "does not mention",
-    "couldn't find", "could not find", "can't find", "cannot find", "unable to find",
-    "can't determine", "cannot determine", "cannot be determined", "unable to determine",
-    "don't have", "do not have", "no file", "none of the files", "nowhere in",
-    "not able to find", "unknown",
-)

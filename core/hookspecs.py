@@ -65,7 +65,8 @@ def hbench_register_checks(register: Register) -> None:
     suite loads, extra keys refused) and ``check(self, answer: str) -> CheckResult``.
     Optional class variables: ``regex_fields`` (fields whose substituted placeholder
     values are regex-escaped) and ``gate`` (e.g. ``"honesty"``: failing such a prompt by
-    majority makes a lane unrankable).
+    majority makes a lane unrankable); an optional classmethod
+    ``options_from_prompt(prompt, options) -> options`` fills options from the prompt text.
     """
 
 

@@ -1,32 +1,114 @@
 """``json_keys``: the answer holds a JSON object whose top-level keys are ``keys``.
 
-The object may be fenced or bare with prose around it; the last top-level object wins
-and an object nested inside it is part of it, not a candidate. ``exact = false`` accepts
-a superset of ``keys``. ``values`` optionally pins key values (compared as normalised
-text, numbers by value), so the object must be right, not just well-formed. Keys are
-compared after normalising (case-folded).
+JSON is parsed from the raw answer with only ``<think>`` blocks removed, never from the
+normalised text (normalising would turn curly quotes into straight ones: pseudo-JSON with
+curly quotes would parse, and a real curly quote inside a value would break it). The
+object may be fenced or bare with prose around it; the last top-level JSON value wins,
+and a value nested inside it is part of it, not a candidate. That value must be an
+object (an array is not) without duplicate keys. ``exact = false`` accepts a superset of
+``keys``. Keys are compared after the check normalisation (case-folded).
+
+``values`` pins key values, so the object must be right, not just well-formed: numbers
+compare numerically when both sides are numbers or numeric strings (``4417.0`` =
+``"4417"``), strings after the check normalisation, anything else as canonical JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, ClassVar
 
 import attrs
 
-from hbench.checks import CheckResult, find_numbers, last_json_object, normalise, numbers_equal
+from hbench.checks import CheckResult, normalise, numbers_equal, short, strip_think
 
 
 def _key_list(_inst, _attr, value) -> None:  # noqa: ANN001
     if not value:
         raise ValueError("keys: give the list of expected top-level keys")
     for i, k in enumerate(value):
-        if not isinstance(k, str) or not k:
+        if not isinstance(k, str) or not normalise(k):
             raise ValueError(f"keys[{i}]: expected a key name, got {k!r}")
 
 
-def _as_text(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+class DuplicateKey(ValueError):
+    pass
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+_PLAIN = json.JSONDecoder()
+
+
+def last_json_value(text: str) -> tuple[Any, str | None]:
+    """``(value, None)`` for the last top-level JSON object in ``text`` (or an array that
+    holds objects: an answer that gives ``[{...}]``), else ``(None, why or None)``. A value
+    nested inside another is part of it. The last object having a duplicate key is
+    reported (``why``); an array of plain values (``[1]`` in prose) is passed over."""
+    found: Any = None
+    dup: str | None = None
+    i = 0
+    n = len(text)
+    while i < n:
+        starts = [p for p in (text.find("{", i), text.find("[", i)) if p >= 0]
+        if not starts:
+            break
+        start = min(starts)
+        try:
+            obj, end = _DECODER.raw_decode(text, start)
+        except DuplicateKey as exc:
+            try:
+                _, end = _PLAIN.raw_decode(text, start)
+            except (json.JSONDecodeError, RecursionError):  # pragma: no cover - decoded above up to the key
+                i = start + 1
+                continue
+            found, dup, i = None, str(exc), end
+            continue
+        except (json.JSONDecodeError, RecursionError):
+            i = start + 1
+            continue
+        i = end
+        if isinstance(obj, list) and not any(isinstance(x, dict) for x in obj):
+            continue
+        found, dup = obj, None
+    if found is None and dup is not None:
+        return None, f"duplicate key {dup!r} in the JSON object"
+    return found, None
+
+
+def _as_number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, str):
+        s = v.strip().replace(",", "").replace("_", "")
+        try:
+            x = float(s)
+        except ValueError:
+            return None
+        return x if math.isfinite(x) else None
+    return None
+
+
+def values_equal(actual: Any, expected: Any) -> bool:
+    """Numbers (or numeric strings) numerically, strings after normalising, the rest
+    as canonical JSON."""
+    a, e = _as_number(actual), _as_number(expected)
+    if a is not None and e is not None:
+        return numbers_equal(a, e)
+    if isinstance(actual, str) and isinstance(expected, str):
+        return normalise(actual) == normalise(expected)
+    return json.dumps(actual, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
 @attrs.define
@@ -43,24 +125,28 @@ class JsonKeys:
             raise ValueError(f"values: key(s) {', '.join(map(repr, unknown))} are not in keys")
 
     def check(self, answer: str) -> CheckResult:
-        obj = last_json_object(normalise(answer))
+        obj, why = last_json_value(strip_think(answer or ""))
+        if why:
+            return CheckResult(False, why)
         if obj is None:
-            return CheckResult(False, "no JSON object in the answer")
-        got = {normalise(k) for k in obj}
+            return CheckResult(False, f"no JSON object in the answer: {short(normalise(answer))!r}")
+        if not isinstance(obj, dict):
+            return CheckResult(False, f"the JSON is an array, not an object: {short(json.dumps(obj))!r}")
+        by_key: dict[str, Any] = {}
+        for k, v in obj.items():
+            nk = normalise(k)
+            if nk in by_key:
+                return CheckResult(False, f"duplicate key {k!r} in the JSON object (after case-folding)")
+            by_key[nk] = v
+        got = set(by_key)
         want = {normalise(k) for k in self.keys}
         missing, extra = sorted(want - got), sorted(got - want)
         if missing:
             return CheckResult(False, f"JSON object lacks key(s) {', '.join(missing)}")
         if self.exact and extra:
             return CheckResult(False, f"JSON object has extra key(s) {', '.join(extra)}")
-        by_key = {normalise(k): v for k, v in obj.items()}
         for k, expected in self.values.items():
             actual = by_key[normalise(k)]
-            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-                nums = find_numbers(_as_text(actual))
-                ok = len(nums) == 1 and numbers_equal(nums[0], float(expected))
-            else:
-                ok = normalise(_as_text(actual)) == normalise(_as_text(expected))
-            if not ok:
+            if not values_equal(actual, expected):
                 return CheckResult(False, f"key {k!r} is {actual!r}, expected {expected!r}")
         return CheckResult(True, f"JSON object with keys {', '.join(sorted(got))}")
