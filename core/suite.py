@@ -356,7 +356,51 @@ def _load_ground_truth(path: Path, problems: _Problems) -> tuple[dict[str, str],
 
     for k, v in raw.items():
         put(k, v)
+    _resolve_nested(out, line_of, problems)
     return out, data
+
+
+def _resolve_nested(values: dict[str, str], line_of: Any, problems: _Problems) -> None:
+    """Resolve ``{{name}}`` inside ground-truth values in place (``"full": "{{first}}
+    {{last}}"``). An unknown name or a loop (``a`` -> ``b`` -> ``a``) is a problem at the
+    value's line; such a value is left as written."""
+    done: dict[str, str] = {}
+    bad: set[str] = set()
+
+    def resolve(key: str, chain: list[str]) -> str | None:
+        if key in done:
+            return done[key]
+        if key in bad:
+            return None
+        if key in chain:
+            loop = chain[chain.index(key):] + [key]
+            problems.add(line_of(loop[0]), loop[0], "placeholder loop " + " -> ".join(f"{{{{{k}}}}}" for k in loop)
+                         + " (a value cannot contain itself: write one of them out)")
+            bad.update(loop)
+            return None
+        text = values[key]
+        names = [m.group(1) for m in PLACEHOLDER.finditer(text)]
+        if not names:
+            done[key] = text
+            return text
+        subs: dict[str, str] = {}
+        for name in names:
+            if name not in values:
+                problems.add(line_of(key), key, _unknown_msg([name], [k for k in values if k != key]))
+                bad.add(key)
+                return None
+            got = resolve(name, chain + [key])
+            if got is None:
+                bad.add(key)
+                return None
+            subs[name] = got
+        done[key] = substitute(text, subs)
+        return done[key]
+
+    for key in list(values):
+        got = resolve(key, [])
+        if got is not None:
+            values[key] = got
 
 
 def _read_rows(path: Path, fname: str, problems: _Problems) -> list[tuple[int, dict[str, Any]]]:
@@ -384,8 +428,12 @@ def _read_rows(path: Path, fname: str, problems: _Problems) -> list[tuple[int, d
 
 
 def _build_check(
-    raw: Any, where: str, values: Mapping[str, str], checks: Any, problems: _Problems, kind_aliases: Mapping[str, str]
+    raw: Any, where: str, values: Mapping[str, str], checks: Any, problems: _Problems, kind_aliases: Mapping[str, str],
+    *, prompt: str = "",
 ) -> Any:
+    """One prompt's check, its options substituted and validated. A kind may define
+    ``options_from_prompt(prompt, options) -> options`` to read defaults from the prompt
+    text (the asked unit, the asked kind of value)."""
     if not isinstance(raw, dict):
         problems.add(where, "check", 'expected an object like {"kind": "substring", "any": ["..."]}')
         return None
@@ -409,6 +457,18 @@ def _build_check(
         opts[key] = _substitute_tree(value, values, key in regex_fields, unknown)
         if unknown:
             problems.add(where, f"check.{key}", _unknown_msg(unknown, values))
+        empty = sorted({n for n in _placeholders_in(value) if n in values and not values[n].strip()})
+        if empty:
+            problems.add(where, f"check.{key}", "; ".join(
+                f"{{{{{n}}}}} is empty in ground_truth.json, so the check would compare nothing (an empty value in a "
+                f"pattern matches every answer): give {n!r} a value or take it out of the check" for n in empty))
+    hook = getattr(cls, "options_from_prompt", None)
+    if callable(hook) and prompt:
+        try:
+            opts = hook(prompt, opts)
+        except Exception as exc:  # noqa: BLE001 - a plugin's hook: report, do not crash validation
+            problems.add(where, "check", f"{kind}.options_from_prompt failed: {exc}")
+            return None
     conv = make_converter()
     try:
         return conv.structure(opts, cls)
@@ -419,6 +479,16 @@ def _build_check(
             m = field_msg.match(line)
             problems.lines.append(f"{where}: check.{m.group(1)}: {m.group(2)}" if m else _with_hint(line))
         return None
+
+
+def _placeholders_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [m.group(1) for m in PLACEHOLDER.finditer(value)]
+    if isinstance(value, list):
+        return [n for v in value for n in _placeholders_in(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _placeholders_in(v)]
+    return []
 
 
 def _build_prompts(
@@ -463,7 +533,7 @@ def _build_prompts(
         text = substitute(row.prompt, values, unknown=unknown)
         if unknown:
             problems.add(where, "prompt", _unknown_msg(unknown, values))
-        check = _build_check(check_raw, where, values, checks, problems, kind_aliases)
+        check = _build_check(check_raw, where, values, checks, problems, kind_aliases, prompt=text)
         if check is None:
             continue
         prompts.append(

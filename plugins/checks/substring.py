@@ -18,6 +18,9 @@ def _strings(field: str):  # noqa: ANN202
         for i, v in enumerate(value):
             if not isinstance(v, str) or not v.strip():
                 raise ValueError(f"{field}[{i}]: expected non-empty text, got {v!r}")
+            if not normalise(v):
+                raise ValueError(f"{field}[{i}]: {v!r} is empty once normalised (only invisible characters or a "
+                                 f"<think> block), so it would be found in every answer: write the text to look for")
     return check
 
 
