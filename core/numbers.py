@@ -79,7 +79,7 @@ _NEG_AFTER = re.compile(
 )
 _COMMIT_BEFORE = re.compile(
     r"(?:=|:|\bis|\bare|\bwas|\bwere|\bequals|\btotal(?:s|led|ed)?|\btotal of|\bcomes? to|\bcame to|\badds? up to"
-    r"|\bsums? to|\bspent|\banswer|\bcome to|\bresult|\bgives?|\bget|\bit's|'s|\bbe|\bi\.e\.|\bso|\bthus|\btherefore|\bmeaning|\bhence)"
+    r"|\bsums? to|\bspent|\banswer|\bcome to|\bresult|\bgives?|\bit's|'s|\bbe|\bi\.e\.|\bso|\bthus|\btherefore|\bmeaning|\bhence)"
     r"(?:\ (?:exactly|precisely|about|roughly|approximately|around|just|only|a total of|the|of|in total|\*\*))*\ ?(?:\*\*)?[$€£¥]?\ ?\Z"
 )
 _WORDS = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -114,7 +114,7 @@ class Mention:
     currency: bool = False
     glued: bool = False  # attached to letters: an id or version, not an amount
     negated: bool = False  # "not X", "rather than X", "X is wrong"
-    committed: bool = False  # right after "is", "=", ":", "total", ...
+    committed: bool = False  # right after "is", "=", ":", "total", ..., or the first word of the answer
     aside: bool = False  # inside parentheses
 
 
@@ -231,7 +231,7 @@ def read_numbers(text: str) -> Reading:
         if re.match(r"[-_#/][a-z]", tail):
             glued = True  # 42-abc (an id)
         negated = bool(_NEG_BEFORE.search(head)) or bool(_NEG_AFTER.match(tail))
-        committed = bool(_COMMIT_BEFORE.search(head))
+        committed = bool(_COMMIT_BEFORE.search(head)) or not text[:start].strip(" *_#>`\"'([-:")  # or it leads
         mentions.append(Mention(
             value=value, start=start, end=end, raw=raw.strip(), unit=unit, currency=bool(m.group("cur")),
             glued=glued, negated=negated, committed=committed, aside=_in_parens(text, start),
