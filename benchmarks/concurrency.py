@@ -36,7 +36,7 @@ def one(tmp: Path, script: Path, latency_s: float, runs: int, concurrency: int) 
     from hbench.runner import RunOptions, run
 
     with ServerProcess(script, tmp, latency_s=latency_s, name=f"c{concurrency}") as srv:
-        opts = RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain", runs=runs,
+        opts = RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=runs,
                           concurrency=concurrency, out=str(tmp / f"c{concurrency}"), report="json", progress=False)
         w0 = time.monotonic()
         result = run(opts)
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         from hbench.runner import RunOptions, run
 
         with ServerProcess(script, tmp, name="warm") as srv:  # imports and plugin loading, once
-            run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain", runs=1,
+            run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=1,
                            out=str(tmp / "warm"), report="json", progress=False))
         c1 = one(tmp, script, latency, runs, 1)
         c8 = one(tmp, script, latency, runs, 8)

@@ -39,7 +39,7 @@ def measure(n: int = 5) -> dict:
     from hbench.testing import ScriptedServer, answer, call
 
     reg = get_registries()
-    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "hermes-brain")
+    suite = load_suite(Path(__file__).resolve().parent.parent / "suites" / "hermes-brain-v1")
     prompt = next(p for p in suite.prompts if p.id == "ground-freight-account")
     tools = {e.name: e.obj for e in reg.tools.entries()}
     freight = suite.ground_truth["freight_account"]

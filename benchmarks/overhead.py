@@ -37,7 +37,7 @@ REASONING = " ".join(["let me check the files for that"] * 6)  # ~40 tokens of r
 def _run(url: str, out: Path, runs: int) -> dict[str, Any]:
     from hbench.runner import RunOptions, run
 
-    opts = RunOptions(lane_url=url, model="scripted-model", suite="hermes-brain", out=str(out), runs=runs,
+    opts = RunOptions(lane_url=url, model="scripted-model", suite="hermes-brain-v1", out=str(out), runs=runs,
                       concurrency=1, report="json", progress=False)
     c0, w0 = time.process_time(), time.monotonic()
     result = run(opts)

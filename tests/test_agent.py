@@ -23,7 +23,7 @@ from hbench.testing import answer, call, calls
 
 @pytest.fixture(scope="module")
 def suite():
-    return load_suite("hermes-brain")
+    return load_suite("hermes-brain-v1")
 
 
 @pytest.fixture()
@@ -42,7 +42,8 @@ def make_ctx(srv, suite, fixtures: Path, tmp_path: Path, text: str, *, timeout_s
     return AttemptContext(
         lane=LaneSpec(name="lane", base_url=srv.url, model="scripted-model"), prompt=prompt, suite=suite, n=n,
         scratch=scratch, timeout_s=timeout_s, max_turns=max_turns, max_tokens=256, temperature=0.0,
-        tools={t: reg.get(t) for t in reg.names()},
+        # what a prompt without `tools` offers: every registered tool but the decoy catalogue
+        tools={t: reg.get(t) for t in reg.names() if not getattr(reg.get(t), "decoy", False)},
     )
 
 

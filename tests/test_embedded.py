@@ -391,7 +391,7 @@ def test_hbench_run_end_to_end_on_the_embedded_lane(model_cache, tmp_path):
 
     from hbench.suite import resolve_suite
 
-    src = resolve_suite("hermes-brain", get_registries())
+    src = resolve_suite("hermes-brain-v1", get_registries())
     suite = tmp_path / "slice"
     shutil.copytree(src, suite)
     lines = (src / "prompts.jsonl").read_text().splitlines()

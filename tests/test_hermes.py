@@ -56,7 +56,7 @@ def _logs_to_real_stderr():
 def suite():
     from hbench.suite import load_suite
 
-    return load_suite(REPO / "suites" / "hermes-brain")
+    return load_suite(REPO / "suites" / "hermes-brain-v1")
 
 
 @pytest.fixture(scope="module")

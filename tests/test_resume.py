@@ -62,7 +62,7 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 def spawn(srv: Any, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "hbench", "run", "--lane-url", srv.url, "--model", "scripted-model",
-         "--suite", "hermes-brain", "--runs", str(RUNS), "--out", str(out), "--report", "json"],
+         "--suite", "hermes-brain-v1", "--runs", str(RUNS), "--out", str(out), "--report", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -89,7 +89,7 @@ def test_kill_9_then_resume_repeats_nothing(scripted_server, tmp_path: Path) -> 
     before = starts(srv)
     srv.clear_requests()
 
-    result = run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain", runs=RUNS,
+    result = run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=RUNS,
                             out=str(out), report="json", progress=False, resume=True))
     assert result.exit_code == 0
     after = starts(srv)
@@ -105,7 +105,7 @@ def test_kill_9_then_resume_repeats_nothing(scripted_server, tmp_path: Path) -> 
 
     # the same scorecard as an uninterrupted run, timings aside
     srv.set_scripts(steady_scripts())
-    clean = run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain", runs=RUNS,
+    clean = run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=RUNS,
                            out=str(tmp_path / "clean"), report="json", progress=False))
     resumed_card = json.loads((out / "scripted-model.json").read_text())
     clean_card = json.loads((tmp_path / "clean" / "scripted-model.json").read_text())
@@ -140,7 +140,7 @@ def test_ctrl_c_prints_a_resume_command_that_finishes_the_run(scripted_server, t
 
 def test_resume_of_a_finished_run_sends_nothing(scripted_server, tmp_path: Path) -> None:
     srv = scripted_server(steady_scripts())
-    o = dict(lane_url=srv.url, model="scripted-model", suite="hermes-brain", runs=1, out=str(tmp_path / "r"),
+    o = dict(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=1, out=str(tmp_path / "r"),
              report="json", progress=False)
     first = run(RunOptions(**o))
     srv.clear_requests()
@@ -161,20 +161,20 @@ def test_resume_refuses_another_suite_or_lane_config(scripted_server, tmp_path: 
     out = tmp_path / "r"
     base = ["run", "--lane-url", srv.url, "--model", "scripted-model", "--runs", "1", "--out", str(out),
             "--report", "json", "--no-progress"]
-    code, err = cli([*base, "--suite", "hermes-brain"], capsys)
+    code, err = cli([*base, "--suite", "hermes-brain-v1"], capsys)
     assert code == 0, err
     n = journaled(out / "journal.jsonl")
 
     from hbench.suite import resolve_suite
 
     copy = tmp_path / "hermes-brain-edited"
-    shutil.copytree(resolve_suite("hermes-brain"), copy)
+    shutil.copytree(resolve_suite("hermes-brain-v1"), copy)
     gt = json.loads((copy / "ground_truth.json").read_text())
     gt["freight_account"] = "CFW-0000-XX"
     (copy / "ground_truth.json").write_text(json.dumps(gt))
     code, err = cli([*base, "--suite", str(copy), "--resume"], capsys)
     assert code == 2 and "cannot --resume" in err and "another --out" in err, err
 
-    code, err = cli([*base, "--suite", "hermes-brain", "--timeout", "99", "--resume"], capsys)
+    code, err = cli([*base, "--suite", "hermes-brain-v1", "--timeout", "99", "--resume"], capsys)
     assert code == 2 and "lane 'scripted-model'" in err and "changed" in err, err
     assert journaled(out / "journal.jsonl") == n  # nothing appended by a refused resume

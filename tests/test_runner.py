@@ -66,7 +66,7 @@ def steady_scripts() -> dict[str, Any]:
 
 
 def opts(srv: Any, out: Path, **kw: Any) -> RunOptions:
-    base = dict(lane_url=srv.url, model="scripted-model", suite="hermes-brain", out=str(out), report="json",
+    base = dict(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", out=str(out), report="json",
                 progress=False)
     base.update(kw)
     return RunOptions(**base)
@@ -151,7 +151,7 @@ def test_cli_run_against_a_server_process(tmp_path: Path) -> None:
     try:
         assert srv.stdout.readline().startswith("ready ")
         r = subprocess.run([sys.executable, "-m", "hbench", "run", "--lane-url", f"http://127.0.0.1:{port}/v1",
-                            "--model", "scripted-model", "--suite", "hermes-brain", "--runs", "1"],
+                            "--model", "scripted-model", "--suite", "hermes-brain-v1", "--runs", "1"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     finally:
         srv.terminate()
@@ -294,7 +294,7 @@ def test_two_lanes_never_see_each_other(scripted_server, hbench_plugin, tmp_path
     cfg.write_text("".join(f'[lanes.{n}]\nkind = "openai"\nbase_url = "{s.url}"\nmodel = "scripted-model"\n'
                            for n, s in servers.items()))
     out = tmp_path / "results"
-    result = run(RunOptions(config=str(cfg), lanes="lane-a,lane-b", suite="hermes-brain", runs=2, out=str(out),
+    result = run(RunOptions(config=str(cfg), lanes="lane-a,lane-b", suite="hermes-brain-v1", runs=2, out=str(out),
                             report="json", progress=False))
     assert [s.lane["name"] for s in result.scorecards] == ["lane-a", "lane-b"]
     roots = {}
@@ -330,7 +330,7 @@ def test_a_lane_that_fails_to_start_is_recorded_and_the_run_goes_on(scripted_ser
         f'ready_timeout_s = 20\nstart = ["{sys.executable}", "-c", "import sys; print(\'no GPU here\'); sys.exit(3)"]\n'
         f'[lanes.good]\nkind = "openai"\nbase_url = "{srv.url}"\nmodel = "scripted-model"\n'
     )
-    result = run(RunOptions(config=str(cfg), lanes="broken,good", suite="hermes-brain", runs=1,
+    result = run(RunOptions(config=str(cfg), lanes="broken,good", suite="hermes-brain-v1", runs=1,
                             out=str(tmp_path / "r"), report="json", progress=False))
     assert result.exit_code == 1
     broken, good = result.scorecards
@@ -365,7 +365,7 @@ def test_a_lane_dying_mid_suite_keeps_its_attempts(hbench_plugin, tmp_path: Path
                    f'ready_timeout_s = 30\nstart = ["{sys.executable}", "-m", "hbench.testing", "serve", '
                    f'"--port", "{port}", "--script", "{script}"]\n')
     hbench_plugin(KillServerAfter(port, 3), name="killer")
-    result = run(RunOptions(config=str(cfg), lanes="fragile", suite="hermes-brain", runs=2,
+    result = run(RunOptions(config=str(cfg), lanes="fragile", suite="hermes-brain-v1", runs=2,
                             out=str(tmp_path / "r"), report="json", progress=False))
     (sc,) = result.scorecards
     assert result.exit_code == 1

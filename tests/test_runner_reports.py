@@ -77,7 +77,7 @@ def test_lane_json_at_once_reports_once_and_scorecards_let_go(scripted_server, h
     reporter = CountingReporter()
     watcher = Watcher(out, reporter)
     hbench_plugin(watcher, name="watcher")
-    result = run(RunOptions(config=str(_config(tmp_path, srv.url, lanes)), lanes="all", suite="hermes-brain",
+    result = run(RunOptions(config=str(_config(tmp_path, srv.url, lanes)), lanes="all", suite="hermes-brain-v1",
                             runs=1, core_only=True, out=str(out), report="json,counting,md", progress=False))
     assert result.exit_code == 0
     # lane k ends: the k-1 lanes before it are on disk and no longer in memory; no report yet
@@ -103,7 +103,7 @@ def test_without_the_json_reporter_scorecards_are_kept_and_reported_once(scripte
     out = tmp_path / "r"
     reporter = CountingReporter()
     hbench_plugin(Watcher(out, reporter), name="watcher")
-    result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["a", "b"])), lanes="all", suite="hermes-brain",
+    result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["a", "b"])), lanes="all", suite="hermes-brain-v1",
                             runs=1, core_only=True, out=str(out), report="counting", progress=False))
     assert result.exit_code == 0
     assert reporter.calls == [["a", "b"]]
@@ -119,7 +119,7 @@ def test_two_lanes_one_file_name_the_second_is_kept_and_the_run_says_so(scripted
     reporter = CountingReporter()
     hbench_plugin(Watcher(out, reporter), name="watcher")
     result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["x y", "x/y"])), lanes="all",
-                            suite="hermes-brain", runs=1, core_only=True, out=str(out), report="json,counting",
+                            suite="hermes-brain-v1", runs=1, core_only=True, out=str(out), report="json,counting",
                             progress=False))
     assert result.exit_code == 1  # a report could not be written
     assert sorted(p.name for p in out.glob("*.json")) == ["x_y.json"]

@@ -32,7 +32,7 @@ from hbench.suite import (
     tree_sha256,
 )
 
-BUNDLED = Path(__file__).resolve().parents[1] / "suites" / "hermes-brain"
+BUNDLED = Path(__file__).resolve().parents[1] / "suites" / "hermes-brain-v1"
 GOLDEN = Path(__file__).parent / "golden" / "hermes-brain-fixtures.txt"
 TOOL_NAMES = ("list_dir", "read_file", "glob", "grep", "calculate")
 
@@ -70,7 +70,7 @@ def problems_of(path: Path) -> list[str]:
 
 
 def test_bundled_suite_loads_with_the_issue_shape(bundled):
-    assert (bundled.name, bundled.version, bundled.layout) == ("hermes-brain", "1", "hbench")
+    assert (bundled.name, bundled.version, bundled.layout) == ("hermes-brain-v1", "1", "hbench")
     d = bundled.defaults
     assert (d.runs, d.timeout_s, d.max_turns, d.temperature) == (5, 360.0, 10, 0.0)
     ps = bundled.prompts
@@ -176,7 +176,7 @@ def test_rendered_fixtures_match_golden_bytes_and_hashes(bundled, tmp_path):
     per_file, tree = _golden()
     a, b = tmp_path / "a", tmp_path / "b" / "nested"
     render_fixtures(bundled, a)
-    render_fixtures(load_suite("hermes-brain", get_registries()), b)
+    render_fixtures(load_suite("hermes-brain-v1", get_registries()), b)
     got_a = {rel: p.read_bytes() for rel, p in fixture_files(a).items()}
     got_b = {rel: p.read_bytes() for rel, p in fixture_files(b).items()}
     assert got_a == got_b
@@ -329,7 +329,7 @@ def test_suite_error_message_lists_every_problem(tmp_path):
 
 
 def test_resolve_by_name_path_and_unknown(tmp_path):
-    assert resolve_suite("hermes-brain", get_registries()) == BUNDLED
+    assert resolve_suite("hermes-brain-v1", get_registries()) == BUNDLED
     assert resolve_suite(BUNDLED, get_registries()) == BUNDLED
     with pytest.raises(SuiteError, match=r"did you mean 'hermes-brain'\?"):
         resolve_suite("hermes-brian", get_registries())
@@ -420,9 +420,9 @@ def test_v01_problems_name_data_train_jsonl(tmp_path):
 
 def test_cli_validate_ok_and_problems(tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(app, ["validate", "hermes-brain"])
+    ok = runner.invoke(app, ["validate", "hermes-brain-v1"])
     assert ok.exit_code == 0, ok.output
-    assert ok.output.startswith("ok: hermes-brain v1: 10 prompts (8 core, conditional: mcp, rag; 2 vibe)")
+    assert ok.output.startswith("ok: hermes-brain-v1 v1: 10 prompts (8 core, conditional: mcp, rag; 2 vibe)")
     bad = make_suite(tmp_path / "s", [{"id": "a", "prompt": "{{x}}", "check": {"kind": "honsty"}}])
     res = runner.invoke(app, ["validate", str(bad)])
     assert res.exit_code == 2
@@ -462,7 +462,7 @@ def test_cli_suites_lists_bundled_and_plugin_suites(tmp_path, hbench_plugin_loca
     res = CliRunner().invoke(app, ["suites", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.stdout)}
-    assert rows["hermes-brain"]["prompts"] == 10 and rows["hermes-brain"]["plugin"] == "hbench.suites"
+    assert rows["hermes-brain-v1"]["prompts"] == 10 and rows["hermes-brain-v1"]["plugin"] == "hbench.suites"
     assert rows["extra"]["prompts"] == 1 and rows["broken"]["problems"]
     text = CliRunner().invoke(app, ["suites"]).stdout
     assert "hermes-brain" in text and "INVALID" in text
