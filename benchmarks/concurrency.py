@@ -27,7 +27,7 @@ GOAL_X = 6.0
 def scores(sc: Any) -> dict[str, Any]:
     """What a person compares: the lane's figures and every prompt's passes."""
     return {"core_pass": sc.core_pass, "core_n": sc.core_n, "pass_rate": round(sc.pass_rate, 9),
-            "consistency": round(sc.consistency, 9), "runaway_rate": sc.runaway_rate,
+            "consistency": round(sc.consistency, 9) if sc.consistency is not None else None, "runaway_rate": sc.runaway_rate,
             "correct_tool_rate": round(sc.correct_tool_rate, 9), "attempts_run": sc.attempts_run,
             "prompts": {p.id: (p.passes, len(p.attempts)) for p in sc.prompts}}
 

@@ -1,7 +1,8 @@
 """The ``hbench`` command line (typer).
 
 Machine output goes to stdout, progress and logs to stderr. Exit codes: 0 ran, 1 a lane
-failed to run, 2 bad input (config, suite, plugin). Keep imports inside commands so
+failed to run, 2 bad input (config, suite, plugin), 3 a lane incomplete (errored or
+missing attempts), 4 a CI gate missed (``--fail-under``), 130 interrupted. Keep imports inside commands so
 ``hbench --help`` and ``hbench plugins`` stay fast.
 
 Each command is thin: it parses options and calls the module that does the work.
@@ -126,7 +127,9 @@ def lanes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     def managed(s):  # noqa: ANN001, ANN202
         return is_managed(s, kinds.get(s.kind)) if s.kind in kinds else bool(s.start)
 
-    rows = [{"name": n, "kind": s.kind, "model": s.model, "base_url": s.base_url,
+    from hbench.logging import scrub
+
+    rows = [{"name": n, "kind": s.kind, "model": s.model, "base_url": scrub(s.base_url) if s.base_url else None,
              "managed": managed(s), "source": s.source} for n, s in sorted(lanes.items())]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -326,12 +329,19 @@ def report_cmd(
     allow_mixed: bool = typer.Option(False, "--allow-mixed",
                                      help="Compare scorecards from different suite hashes (marked in the table)."),
     report: str = typer.Option("md,html", "--report", help="Reporters to run, comma-separated."),
+    prefer: str = typer.Option("memory", "--prefer", help="What orders lanes tied on quality: memory (lower "
+                               "peak memory in use), speed (higher tok/s) or latency (lower p50)."),
 ) -> None:
     """Rebuild summary.md and report.html from scorecards alone (e.g. lanes run on several machines)."""
     from hbench.report import rebuild_reports
+    from hbench.scoring import PREFERENCES
 
+    if prefer not in PREFERENCES:
+        _err(f"error: --prefer {prefer}: choose one of {', '.join(PREFERENCES)} (what orders lanes tied on quality)")
+        raise typer.Exit(2)
     names = [n.strip() for n in report.split(",") if n.strip()]
-    for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=registries()):
+    for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=registries(),
+                                prefer=prefer):
         typer.echo(str(path))
 
 
@@ -443,6 +453,12 @@ def run_cmd(
     suite: Optional[str] = typer.Option(None, "--suite", help="Suite name or folder (default hermes-brain)."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Attempts per prompt (default: the suite's)."),
     core_only: Optional[bool] = typer.Option(None, "--core-only/--all-prompts", help="Run core prompts only."),
+    tags: Optional[str] = typer.Option(None, "--tags", help="Only prompts with one of these tags, e.g. short "
+                                       "(the quick tier)."),
+    categories: Optional[str] = typer.Option(None, "--categories", help="Only prompts of these categories, "
+                                             "comma-separated."),
+    prefer: Optional[str] = typer.Option(None, "--prefer", help="What orders lanes tied on quality: memory "
+                                         "(default: lower peak memory in use), speed (tok/s) or latency (p50)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per attempt (a runaway past it)."),
     max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Model turns per attempt."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Attempts of a lane at once (default 1)."),
@@ -458,13 +474,39 @@ def run_cmd(
     sample_hz: Optional[float] = typer.Option(None, "--sample-hz", help="Telemetry samples per second (default 2)."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar on stderr (default: when it is a terminal)."),
+    ready_timeout: Optional[float] = typer.Option(
+        None, "--ready-timeout", help="Seconds to wait for each lane to answer ready (default: the lane's "
+        "ready_timeout_s, else 15 for a server you started, 600 for one hbench starts)."),
+    history: Optional[bool] = typer.Option(None, "--history/--no-history",
+                                           help="Write each finished lane to the run database (default on; "
+                                           "HBENCH_HISTORY=0 turns it off)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Run database URL (default: HBENCH_DB, else SQLite in "
+                                     "the user data dir; postgresql+psycopg://... for a team)."),
+    max_consecutive_errors: Optional[int] = typer.Option(
+        None, "--max-consecutive-errors", help="Stop a lane after K errored attempts in a row (the stack is "
+        "down; default 5, 0 = never). It is then incomplete: exit 3, and --resume re-runs what errored."),
+    fail_under: Optional[str] = typer.Option(
+        None, "--fail-under", help="CI gate: exit 4 when a lane misses one, e.g. core_pass=6,pass_rate=0.7 "
+        "(a lane that is not ranked misses it too)."),
 ) -> None:
-    """Run the suite against lanes, N times per prompt; journal and score every attempt."""
+    """Run the suite against lanes, N times per prompt; journal and score every attempt.
+
+    Exit codes: 0 ran, 1 a lane failed to run, 2 bad input, 3 a lane is incomplete (errored
+    or missing attempts), 4 --fail-under missed, 130 interrupted."""
+    import os
+
+    # the run database's writer (a plugin) reads these, as it does when they come from the environment
+    if history is not None:
+        os.environ["HBENCH_HISTORY"] = "1" if history else "0"
+    if db is not None:
+        os.environ["HBENCH_DB"] = db
     from hbench.runner import RunOptions, run
 
     given = {"--lanes": lanes, "--suite": suite, "--runs": runs, "--timeout": timeout, "--max-turns": max_turns,
              "--concurrency": concurrency, "--out": out, "--lane-url": lane_url, "--model": model,
-             "--api-key-env": api_key_env, "--agent": agent, "--report": report, "--sample-hz": sample_hz}
+             "--api-key-env": api_key_env, "--agent": agent, "--report": report, "--sample-hz": sample_hz,
+             "--ready-timeout": ready_timeout, "--tags": tags, "--categories": categories, "--prefer": prefer,
+             "--max-consecutive-errors": max_consecutive_errors, "--fail-under": fail_under}
     argv = (["--config", _state["config"]] if _state["config"] else []) + ["run"]
     for flag, value in given.items():
         if value is not None:
@@ -476,7 +518,8 @@ def run_cmd(
         suite=suite, lanes=lanes, lane_url=lane_url, model=model, api_key_env=api_key_env, runs=runs,
         core_only=core_only, timeout_s=timeout, max_turns=max_turns, concurrency=concurrency, adaptive=adaptive,
         resume=resume, out=out, agent=agent, report=report, sample_hz=sample_hz, config=_state["config"],
-        progress=progress, argv=argv,
+        progress=progress, argv=argv, ready_timeout_s=ready_timeout, tags=tags, categories=categories,
+        prefer=prefer, max_consecutive_errors=max_consecutive_errors, fail_under=fail_under,
     )
     try:
         result = run(opts, plugins_obj())
@@ -489,11 +532,18 @@ def run_cmd(
         if sc.failed:
             typer.echo(f"{lane}: FAILED - {sc.failed.splitlines()[0]}")
             continue
+        from hbench.scoring import unranked_reason
+
         tok = f"{sc.throughput.tok_s:.1f} tok/s" if sc.throughput.tok_s else "tok/s n/a"
+        cons = f"{sc.consistency:.2f}" if sc.consistency is not None else "–"
+        missed = [line for line in result.fail_under if line.startswith(f"lane {lane!r}:")]
         typer.echo(f"{lane}: core {sc.core_pass}/{sc.core_n}, pass_rate {sc.pass_rate:.2f}, "
-                   f"consistency {sc.consistency:.2f}, runaways {sc.runaway_rate:.2f}, {tok}"
-                   + ("" if sc.rankable else f"  [unrankable: {sc.gate.get('reason', '')}]"))
+                   f"consistency {cons}, runaways {sc.runaway_rate:.2f}, {tok}"
+                   + ("" if sc.rankable and sc.complete else f"  [not ranked: {unranked_reason(sc)}]")
+                   + "".join(f"  [--fail-under missed: {m.split(': ', 1)[1]}]" for m in missed))
     typer.echo(f"results in {result.out_dir} (journal {result.journal})")
+    if result.verdict:
+        _err(result.verdict)  # the last line on stderr: which lane failed what
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

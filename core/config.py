@@ -9,9 +9,12 @@ names the file, the key path and the fix::
 
 from __future__ import annotations
 
+import math
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 import attrs
 import cattrs
@@ -40,6 +43,10 @@ class RunDefaults:
     report: str | None = None  # "json,md,html" (None = every reporter)
     sample_hz: float = 2.0
     memory_headroom_gb: float = 2.0
+    max_consecutive_errors: int = 5  # a lane stops after this many errored attempts in a row (0 = never)
+    prefer: str = "memory"  # what orders lanes tied on quality: memory | speed | latency
+    tags: str | None = None  # "short": run only prompts with one of these tags
+    categories: str | None = None  # "honesty,chain": run only prompts of these categories
 
 
 @attrs.define
@@ -153,12 +160,19 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
     if path is None:
         return Config()
     where = path.name if explicit is None else str(path)
+    from hbench.limits import MAX_CONFIG_BYTES, LimitError, loads_toml, read_limited
+
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (Windows editors write one) is accepted
+        raw = loads_toml(read_limited(path, MAX_CONFIG_BYTES).decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc} (check quotes and brackets on that line)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{where}: not UTF-8 text (save it as UTF-8)") from None
+    except LimitError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
     problems: list[str] = []
     unknown = sorted(set(raw) - {"lanes", "run"})
     if unknown:
@@ -170,6 +184,8 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
             cfg.run = structure(conv, raw["run"], RunDefaults, where, "run")
         except ConfigError as exc:
             problems.extend(exc.problems)
+        else:
+            problems.extend(f"{where}: run.{p}" for p in run_problems(cfg.run))
     lanes_raw = raw.get("lanes", {})
     if not isinstance(lanes_raw, dict):
         problems.append(f"{where}: lanes: expected tables [lanes.NAME]")
@@ -182,10 +198,25 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
         if "name" in table or "source" in table:
             problems.append(f"{where}: lanes.{name}: 'name'/'source' are set by hbench; remove them")
             continue
+        if not name.strip():
+            problems.append(f'{where}: lanes."{name}": a lane needs a name (write [lanes.my-lane])')
+            continue
+        table = dict(table)
+        if isinstance(table.get("start"), str):  # start = "vllm serve x": split as a shell would
+            try:
+                table["start"] = shlex.split(table["start"])
+            except ValueError as exc:
+                problems.append(f"{where}: lanes.{name}.start: cannot split {table['start']!r} ({exc}); "
+                                'write it as a list: start = ["vllm", "serve", "MODEL"]')
+                continue
         try:
             spec = structure(conv, {**table, "name": name}, LaneSpec, where, f"lanes.{name}")
         except ConfigError as exc:
             problems.extend(exc.problems)
+            continue
+        bad = lane_problems(spec)
+        if bad:
+            problems.extend(f"{where}: lanes.{name}.{p}" for p in bad)
             continue
         if kinds is not None and spec.kind not in kinds:
             problems.append(
@@ -200,6 +231,103 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
             continue
         spec.source = where
         cfg.lanes[name] = spec
+    problems.extend(f"{where}: {p}" for p in file_name_clashes(cfg.lanes, "lanes."))
     if problems:
         raise ConfigError("\n".join(problems), problems)
     return cfg
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _positive(value: float | int | None, key: str, what: str, *, zero_ok: bool = False) -> str | None:
+    """A problem line when ``value`` is not a finite number > 0 (>= 0 with ``zero_ok``)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        need = "0 or more" if zero_ok else "more than 0"
+        return f"{key}: {value!r} is not usable: {what} must be a finite number, {need}"
+    return None
+
+
+def run_problems(run: RunDefaults) -> list[str]:
+    """What is wrong with the values of a ``[run]`` table, each as ``key: message``."""
+    out = [
+        _positive(run.runs, "runs", "attempts per prompt"),
+        _positive(run.timeout_s, "timeout_s", "seconds per attempt"),
+        _positive(run.max_turns, "max_turns", "model turns per attempt"),
+        _positive(run.concurrency, "concurrency", "attempts at once"),
+        _positive(run.sample_hz, "sample_hz", "telemetry samples per second"),
+        _positive(run.memory_headroom_gb, "memory_headroom_gb", "headroom in GB", zero_ok=True),
+        _positive(run.max_consecutive_errors, "max_consecutive_errors", "errored attempts in a row", zero_ok=True),
+    ]
+    if not run.out.strip():
+        out.append('out: empty; name the results folder (out = "results"): an empty one would be the '
+                   "current folder, whose files hbench does not own")
+    from hbench.scoring import PREFERENCES
+
+    if run.prefer not in PREFERENCES:
+        out.append(f"prefer: {run.prefer!r} is not a preference (choose one of {', '.join(PREFERENCES)}: "
+                   "what orders lanes tied on quality)")
+    return [p for p in out if p]
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a lane's base URL (http or https, with a host), or None."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        return f"{url!r} is not a URL ({exc}); write it like http://localhost:8000/v1"
+    if parts.scheme not in ("http", "https") or not host:
+        return (f"{url!r} is not an http(s) URL with a host; write it like http://localhost:8000/v1 "
+                "(scheme, host, port and the /v1 path)")
+    return None
+
+
+def lane_problems(spec: LaneSpec) -> list[str]:
+    """What is wrong with a lane's values, each as ``key: message`` (the TOML key)."""
+    out = [
+        _positive(spec.temperature, "temperature", "the sampling temperature", zero_ok=True),
+        _positive(spec.top_p, "top_p", "top_p", zero_ok=False),
+        _positive(spec.max_tokens, "max_tokens", "tokens per reply"),
+        _positive(spec.context_length, "context_length", "the context length"),
+        _positive(spec.ready_timeout_s, "ready_timeout_s", "seconds to wait for the server"),
+        _positive(spec.expected_memory_gb, "expected_memory_gb", "memory in GB", zero_ok=True),
+        _positive(spec.stop_grace_s, "stop_grace_s", "seconds", zero_ok=True),
+        _positive(spec.memory_return_timeout_s, "memory_return_timeout_s", "seconds", zero_ok=True),
+    ]
+    if spec.top_p is not None and math.isfinite(spec.top_p) and spec.top_p > 1:
+        out.append(f"top_p: {spec.top_p!r} is not usable: top_p is a probability, more than 0 and at most 1")
+    if spec.start is not None and (not spec.start or not any(a.strip() for a in spec.start)):
+        out.append('start: empty; give the command that starts the server (start = ["llama-server", "-m", '
+                   '"model.gguf"]), or remove start for a server you started yourself')
+    if spec.base_url is not None:
+        why = base_url_problem(spec.base_url)
+        if why:
+            out.append(f"base_url: {why}")
+    return [p for p in out if p]
+
+
+def lane_file_name(name: str) -> str:
+    """The name a lane's files get (``<lane>.json``), case-folded: two lanes with the same
+    one would overwrite each other's scorecard (or do so on a case-insensitive disk)."""
+    from hbench.report import scorecard_filename
+
+    return scorecard_filename(name).casefold()
+
+
+def file_name_clashes(lanes: dict[str, Any] | Iterable[str], prefix: str = "lane ") -> list[str]:
+    """One line per group of lane names whose files would collide."""
+    by_file: dict[str, list[str]] = {}
+    for name in lanes:
+        by_file.setdefault(lane_file_name(name), []).append(name)
+    return [f"{prefix}{names[-1]}: lanes {', '.join(map(repr, names))} would all be written to "
+            f"{scorecard_name(names[0])}; rename one (names differing only in case or punctuation "
+            "share a file)" for names in by_file.values() if len(names) > 1]
+
+
+def scorecard_name(name: str) -> str:
+    from hbench.report import scorecard_filename
+
+    return scorecard_filename(name)

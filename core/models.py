@@ -11,7 +11,12 @@ from typing import Any
 
 import attrs
 
-SCORECARD_SCHEMA = "hbench.scorecard/1"
+#: the scorecard schema this hbench writes. 1.1 added ``complete``, ``attempts_planned``,
+#: ``attempts_scored``, ``errored``, ``incomplete_reason`` and ``gate.status``; consistency
+#: and agreement may be null (one attempt per prompt). Readers accept every 1.x.
+SCORECARD_SCHEMA = "hbench.scorecard/1.1"
+#: the first scorecard schema (``hbench report`` still reads it)
+SCORECARD_SCHEMA_1_0 = "hbench.scorecard/1"
 JOURNAL_SCHEMA = "hbench.journal/1"
 
 
@@ -34,7 +39,8 @@ class LaneSpec:
     start: list[str] | None = None  # managed lifecycle: command run in its own process group
     env: dict[str, str] = attrs.field(factory=dict)  # extra environment for `start`
     options: dict[str, Any] = attrs.field(factory=dict)  # kind-specific options
-    ready_timeout_s: float = 600.0
+    #: None: 600 s for a lane hbench starts, 15 s for one it does not (hbench.lanes.ready_timeout)
+    ready_timeout_s: float | None = None
     expected_memory_gb: float | None = None
     stop_grace_s: float = 20.0  # SIGTERM -> SIGKILL grace for a managed lane's process group
     memory_return_timeout_s: float = 120.0  # after a stop, wait this long for memory to come back
@@ -73,6 +79,28 @@ class SuiteDefaults:
     temperature: float = 0.0
 
 
+#: the agent capability a prompt needs when it sets its own tools, decoys or follow-up turns
+SUITE_TOOLS = "suite_tools"
+
+
+@attrs.frozen
+class ArgsExpectation:
+    """``expect_args`` entry: at least one call of ``tool`` carries matching ``args``
+    (the matching rule is :func:`hbench.matching.args_match`)."""
+
+    tool: str
+    args: dict[str, Any]
+
+
+@attrs.frozen
+class FollowUp:
+    """One ``turns`` entry: a user message sent after the previous final answer, and the
+    check that judges the answer to it (None: only the prompt's check, on the last answer)."""
+
+    say: str
+    check: Any = None
+
+
 @attrs.frozen
 class Prompt:
     """One graded task. ``check`` is a configured check-kind instance (see checks)."""
@@ -87,6 +115,49 @@ class Prompt:
     vibe: bool = False
     note: str = ""
     line: int = 0  # line in prompts.jsonl, for error messages
+    # suite format 2 (DESIGN.md, "Scenario fields")
+    tools: tuple[str, ...] | None = None  # tools offered (None = the default built-in set)
+    decoys: int = 0  # extra catalogue tools offered (never the right answer)
+    forbid_tools: tuple[str, ...] = ()  # a call of any of these ("*" = any tool) fails the attempt
+    expect_args: tuple[ArgsExpectation, ...] = ()
+    turns: tuple[FollowUp, ...] = ()
+    difficulty: int | None = None  # 1-3
+    tags: tuple[str, ...] = ()
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Agent capabilities this prompt needs: ``conditional``, plus ``suite_tools`` when
+        it offers its own tool set, decoys or follow-up turns."""
+        out = [self.conditional] if self.conditional else []
+        if self.tools is not None or self.decoys or self.turns:
+            out.append(SUITE_TOOLS)
+        return tuple(dict.fromkeys(out))
+
+
+@attrs.frozen
+class ToolResponse:
+    """One ``responses`` entry of a suite tool: the first whose ``when`` matches answers."""
+
+    when: dict[str, Any] = attrs.field(factory=dict)
+    result: Any = None  # JSON value; text from @fixtures/... is kept as ``text``
+    text: str | None = None  # the rendered fixture file a "@fixtures/path" result named
+    error: str | None = None
+
+
+@attrs.frozen
+class SuiteToolSpec:
+    """One line of ``tools.jsonl`` (or of a decoy catalogue), placeholders resolved."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    responses: tuple[ToolResponse, ...] = ()
+    default: ToolResponse | None = None  # None: a "no match" tool error
+    fail_first: int = 0  # the first N calls in each attempt return error_text
+    error_text: str = "temporary error: the service did not answer; try again"
+    destructive: bool = False  # the call is recorded and never acts
+    decoy: bool = False  # from the decoy catalogue
+    line: int = 0
 
 
 @attrs.frozen
@@ -103,6 +174,7 @@ class Suite:
     sha256: str  # over suite.toml + prompts + ground truth
     fixtures_sha256: str  # over the rendered fixture tree (sorted paths + bytes)
     layout: str = "hbench"  # or "hermes-brain-bench-0.1"
+    tools: tuple[SuiteToolSpec, ...] = ()  # tools.jsonl
 
 
 # --------------------------------------------------------------------------- attempts
@@ -159,6 +231,10 @@ class Attempt:
     completion_tokens: int = 0
     #: server deviations the client tolerated (another model id, no [DONE], ...), one line each
     warnings: list[str] = attrs.field(factory=list)
+    check_s: float = 0.0  # seconds the check took (bounded: hbench.checks.CHECK_BUDGET_S)
+    #: the final answer to each user message (the prompt, then each follow-up of ``turns``);
+    #: empty for a one-message prompt, whose answer is ``answer``
+    answers: list[str] = attrs.field(factory=list)
 
 
 # --------------------------------------------------------------------------- scorecard
@@ -174,6 +250,8 @@ class AttemptSummary:
     tools: list[str]
     wall_s: float
     why: str = ""
+    prompt_tokens: int = 0  # summed over the attempt's model turns (the run database keeps them)
+    completion_tokens: int = 0
 
 
 @attrs.define
@@ -181,21 +259,23 @@ class PromptScore:
     id: str
     category: str
     core: bool
-    runs: int  # attempts that ran
+    runs: int  # attempts scored (errored attempts are not: see ``errors``)
     passes: int
     pass_rate: float
     pass_hat_k: dict[str, float]  # {"1": .., "2": .., ...} (JSON object keys are strings)
-    agreement: float
+    agreement: float | None  # None with fewer than 2 scored attempts: one answer agrees with nothing
     correct_tool_rate: float
     runaway_rate: float
     format_errors: int
-    errors: int
+    errors: int  # errored attempts (an infrastructure error): in no quality figure
     majority_pass: bool
     gate: str | None = None  # e.g. "honesty" when this prompt is a gate
     skipped: str | None = None  # why it did not run (conditional, core-only)
     vibe: bool = False  # the prompt's `vibe` flag: review.md lists its answers for a person
     wall_s: dict[str, float] = attrs.field(factory=dict)  # p50/max
     attempts: list[AttemptSummary] = attrs.field(factory=list)
+    difficulty: int | None = None  # the prompt's difficulty tier (1-3), when the suite gives one
+    tags: list[str] = attrs.field(factory=list)
 
 
 @attrs.define
@@ -242,12 +322,14 @@ class Scorecard:
     pass_rate: float
     pass_rate_ci95: list[float]
     pass_hat_k: dict[str, float]
-    consistency: float
+    consistency: float | None  # None when no core prompt has 2+ scored attempts (runs = 1)
     runaway_rate: float
     correct_tool_rate: float
     format_error_rate: float
     rankable: bool
-    gate: dict[str, Any]  # {"passed": bool, "failed": [prompt ids], "reason": str}
+    #: {"status": "passed" | "failed" | "not evaluated", "passed": bool | None (None = not
+    #: evaluated), "failed": [prompt ids], "reason": str}
+    gate: dict[str, Any]
     throughput: Throughput = attrs.field(factory=Throughput)
     latency: Latency = attrs.field(factory=Latency)
     telemetry: Telemetry = attrs.field(factory=Telemetry)
@@ -259,4 +341,13 @@ class Scorecard:
     error_rate: float = 0.0
     failed: str | None = None  # the lane failed to run (start/ready/died), with reason
     warnings: list[str] = attrs.field(factory=list)
+    #: every planned attempt was scored: none errored, none missing, the lane not stopped
+    #: early. An incomplete lane is never ranked; ``incomplete_reason`` says why, in one line
+    complete: bool = True
+    attempts_planned: int = 0
+    attempts_scored: int = 0
+    errored: int = 0  # attempts that ended in an infrastructure error (see scoring.is_errored)
+    incomplete_reason: str | None = None
+    #: per category, over the prompts that ran: {pass_rate, core_pass, core_n, n}
+    categories: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     schema: str = SCORECARD_SCHEMA

@@ -26,7 +26,7 @@ import attrs
 import cattrs
 
 from hbench.errors import BadInput
-from hbench.models import SCORECARD_SCHEMA, Scorecard
+from hbench.models import SCORECARD_SCHEMA, SCORECARD_SCHEMA_1_0, Scorecard
 
 SCHEMA_FILE = "scorecard.schema.json"
 
@@ -36,6 +36,53 @@ _SECRET_KEY = re.compile(r"(?i)^(api[_-]?key|authorization|auth|token|access[_-]
 
 class ScorecardError(BadInput):
     """A scorecard file cannot be read: the message names the file, the key and the fix."""
+
+
+#: every scorecard schema this hbench reads: 1 and each minor version of it (a newer minor
+#: only adds keys, which the reader tolerates)
+_READABLE_SCHEMA = re.compile(r"^hbench\.scorecard/1(?:\.[0-9]+)?$")
+
+
+def upgrade_1_0(data: dict[str, Any]) -> dict[str, Any]:
+    """A ``hbench.scorecard/1`` scorecard in 1.1 terms (a copy): completeness from what it
+    recorded (errored attempts, a failed lane, an interrupted run), the gate's status,
+    ``provenance.host.hostname`` (1.0 runners wrote ``host.name``), and prompts that had no
+    attempts (1.0 called them skipped, "no attempts ran") as planned but not run."""
+    data = json.loads(json.dumps(data))
+    prompts = [p for p in data.get("prompts") or [] if isinstance(p, dict)]
+    for p in prompts:
+        if p.get("skipped") == "no attempts ran":
+            p["skipped"] = None
+    planned = [p for p in prompts if p.get("skipped") is None]
+    errored = sum(int(p.get("errors") or 0) for p in planned)
+    runs = sum(int(p.get("runs") or 0) for p in planned)
+    missing = sum(1 for p in planned if not p.get("runs"))
+    warnings = [w for w in data.get("warnings") or [] if isinstance(w, str)]
+    stopped = next((w.split(";")[0] for w in warnings if w.startswith("interrupted")), None)
+    from hbench.scoring import incomplete_reason
+
+    errs = [a.get("error") for p in planned for a in p.get("attempts") or [] if isinstance(a, dict) and a.get("error")]
+    why = incomplete_reason(runs, errored, 0, errs, stopped=stopped, failed=data.get("failed"))
+    if missing and why is None:
+        why = f"{missing} planned prompt{'s' if missing != 1 else ''} did not run"
+    data.setdefault("complete", why is None)
+    data.setdefault("attempts_planned", runs)
+    data.setdefault("attempts_scored", runs - errored)
+    data.setdefault("errored", errored)
+    data.setdefault("incomplete_reason", why)
+    gate = data.get("gate")
+    if isinstance(gate, dict) and "status" not in gate:
+        gate["status"] = "passed" if gate.get("passed") else "failed"
+        gated = [p for p in planned if p.get("gate")]
+        if gate["status"] == "passed" and not any(p.get("runs") for p in gated):
+            # 1.0 said "passed" without evidence (the gate prompt skipped or not run)
+            gate.update(status="not evaluated", passed=None,
+                        reason="honesty gate not evaluated: no gate prompt was scored (a 1.0 scorecard)")
+            data["rankable"] = False
+    host = (data.get("provenance") or {}).get("host")
+    if isinstance(host, dict) and "hostname" not in host and isinstance(host.get("name"), str):
+        host["hostname"] = host.pop("name")
+    return data
 
 
 # --------------------------------------------------------------------------- converter
@@ -142,11 +189,13 @@ def scorecard_from_dict(data: Any, source: str | Path = "<scorecard>") -> Scorec
     if not isinstance(data, dict):
         raise ScorecardError(f"{where}: expected a JSON object (an hbench scorecard), got {type(data).__name__}")
     schema = data.get("schema")
-    if schema != SCORECARD_SCHEMA:
+    if not isinstance(schema, str) or not _READABLE_SCHEMA.match(schema):
         raise ScorecardError(
-            f"{where}: schema is {schema!r}, this hbench reads {SCORECARD_SCHEMA!r}; "
-            "re-run the lane with this hbench version, or upgrade hbench"
+            f"{where}: schema is {schema!r}, this hbench reads {SCORECARD_SCHEMA_1_0!r} and "
+            f"{SCORECARD_SCHEMA!r}; re-run the lane with this hbench version, or upgrade hbench"
         )
+    if schema == SCORECARD_SCHEMA_1_0:
+        data = upgrade_1_0(data)
     try:
         return converter().structure(data, Scorecard)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
@@ -162,18 +211,24 @@ def scorecard_from_dict(data: Any, source: str | Path = "<scorecard>") -> Scorec
 
 def load_scorecard(path: str | Path) -> Scorecard:
     """Read ``<lane>.json`` back into a :class:`~hbench.models.Scorecard`."""
+    from hbench.limits import MAX_SCORECARD_BYTES, LimitError, loads_json, read_limited
+
     path = Path(path)
     where = _where(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, MAX_SCORECARD_BYTES).decode("utf-8-sig")
     except FileNotFoundError:
         raise ScorecardError(f"{where}: no such scorecard file") from None
     except OSError as exc:
         raise ScorecardError(f"{where}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ScorecardError(f"{where}: not UTF-8 text; is this an hbench scorecard?") from None
+    except LimitError as exc:
+        raise ScorecardError(f"{where}: {exc}") from None
     try:
-        data = json.loads(text)
+        data = loads_json(text)
+    except LimitError as exc:
+        raise ScorecardError(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScorecardError(f"{where}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
     return scorecard_from_dict(data, path)
@@ -188,7 +243,7 @@ def is_scorecard_file(path: Path) -> bool:
             head = fh.read(4096).decode("utf-8", "replace")
     except OSError:
         return False
-    return SCORECARD_SCHEMA in head
+    return SCORECARD_SCHEMA_1_0 in head  # "hbench.scorecard/1" is a prefix of every 1.x
 
 
 def collect_scorecard_paths(inputs: Iterable[str | Path]) -> list[Path]:
@@ -265,19 +320,49 @@ def suite_label(sc: Scorecard) -> str:
     return f"{s.get('name', '?')} {s.get('version', '')} @{str(s.get('sha256', ''))[:8]}".replace("  ", " ")
 
 
+def prompt_set(sc: Scorecard) -> tuple[str, ...]:
+    """The prompts a lane was planned to run (every prompt not skipped), sorted: lanes
+    are ranked together only when they ran the same prompt set of the same suite."""
+    return tuple(sorted(p.id for p in sc.prompts if p.skipped is None))
+
+
+def comparable_key(sc: Scorecard) -> tuple[Any, ...]:
+    """Scorecards with equal keys are ranked together: same suite, fixtures, prompt set."""
+    return (*suite_key(sc), prompt_set(sc))
+
+
+def group_label(sc: Scorecard, scorecards: Iterable[Scorecard]) -> str:
+    """The suite, and the prompts of that suite other lanes ran and this one did not."""
+    mine = set(prompt_set(sc))
+    union = set().union(*(prompt_set(c) for c in scorecards if suite_key(c) == suite_key(sc)))
+    left_out = sorted(union - mine)
+    return f"{suite_label(sc)}, {len(mine)} prompts" + (f" (without {', '.join(left_out)})" if left_out else "")
+
+
 def check_suites(scorecards: list[Scorecard], allow_mixed: bool) -> bool:
-    """True when the scorecards come from more than one suite (hash). Refuses that with
-    a :class:`ScorecardError` naming each lane's suite unless ``allow_mixed``."""
-    keys = {suite_key(sc) for sc in scorecards}
+    """True when the scorecards are not all comparable: more than one suite (hash), or
+    one suite but different prompt sets (``--core-only``, conditional prompts an agent
+    could not serve, ``--tags``). Refuses that with a :class:`ScorecardError` naming each
+    lane's suite and prompt set unless ``allow_mixed`` (then each set is ranked apart)."""
+    keys = {comparable_key(sc) for sc in scorecards}
     if len(keys) <= 1:
         return False
     if not allow_mixed:
-        lines = [f"{lane_name(sc)}: suite {suite_label(sc)} (fixtures @{suite_key(sc)[1][:8]})" for sc in scorecards]
+        if len({suite_key(sc) for sc in scorecards}) > 1:
+            lines = [f"{lane_name(sc)}: suite {suite_label(sc)} (fixtures @{suite_key(sc)[1][:8]})"
+                     for sc in scorecards]
+            raise ScorecardError(
+                "these scorecards come from different suites (hashes differ), so their scores are not "
+                "comparable:\n  " + "\n  ".join(lines)
+                + "\n  run every lane on the same suite, or pass --allow-mixed to compare anyway "
+                "(each suite is ranked in a table of its own)", lines)
+        lines = [f"{lane_name(sc)}: {group_label(sc, scorecards)}" for sc in scorecards]
         raise ScorecardError(
-            "these scorecards come from different suites (hashes differ), so their scores are not "
-            "comparable:\n  " + "\n  ".join(lines)
-            + "\n  run every lane on the same suite, or pass --allow-mixed to compare anyway "
-            "(the table marks each lane's suite)", lines)
+            "these lanes ran different prompt sets of the same suite (--core-only, --tags, or a "
+            "conditional prompt an agent could not serve), so their scores are not comparable:\n  "
+            + "\n  ".join(lines)
+            + "\n  run every lane on the same prompts, or pass --allow-mixed to show each prompt set "
+            "in a table of its own", lines)
     return True
 
 
@@ -286,8 +371,9 @@ def lane_name(sc: Scorecard) -> str:
 
 
 def host_name(sc: Scorecard) -> str | None:
-    """The machine a scorecard came from: ``provenance.host.hostname`` (a bare string is
-    accepted too, as early runners wrote it)."""
+    """The machine a scorecard came from: ``provenance.host.hostname``, the one name the
+    runner writes (a 1.0 scorecard's ``host.name`` is renamed when it is read; a bare
+    string is accepted too, as early runners wrote it)."""
     host = sc.provenance.get("host")
     if isinstance(host, dict):
         host = host.get("hostname")
@@ -359,8 +445,10 @@ class RankRow:
     tok_s: str
     peak_unified: str
     tied_with: tuple[str, ...] = ()
-    reason: str = ""  # unrankable: the gate that failed, or why the lane failed to run
+    reason: str = ""  # unrankable: the gate that failed, why the lane is incomplete or failed to run
     suite: str = ""  # set when suites are mixed
+    group: str = ""  # the comparable set (suite + prompt set) this lane is ranked within
+    decided_by: str = ""  # first of a group tied on quality: which --prefer ordered it, by how much
 
     @property
     def rank_cell(self) -> str:
@@ -372,14 +460,17 @@ class RankRow:
 @attrs.frozen
 class MatrixCell:
     passes: int
-    runs: int
+    runs: int  # scored attempts
     skipped: str | None = None
+    errored: int = 0  # errored attempts: shown, never scored
 
     @property
     def text(self) -> str:
         if self.skipped:
             return "skipped"
-        return f"{self.passes}/{self.runs}"
+        if not self.runs:
+            return f"{self.errored} errored" if self.errored else "not run"
+        return f"{self.passes}/{self.runs}" + (f" +{self.errored} errored" if self.errored else "")
 
     @property
     def rate(self) -> float | None:
@@ -393,6 +484,7 @@ class PromptCol:
     core: bool
     gate: str | None
     vibe: bool
+    difficulty: int | None = None  # 1-3 (suite format 2)
 
 
 @attrs.define
@@ -408,6 +500,13 @@ class Tables:
     mixed: bool
     suites: list[str]  # distinct suite labels, in lane order
     runs: list[int]
+    #: comparable sets (suite + prompt set), each ranked apart; one entry unless mixed
+    groups: list[str] = attrs.field(factory=list)
+    #: every category that ran on some lane (sorted), and lane -> category -> figures
+    #: ({pass_rate, core_pass, core_n, n}, the scorecard's ``categories``)
+    categories: list[str] = attrs.field(factory=list)
+    category_figures: dict[str, dict[str, dict[str, Any]]] = attrs.field(factory=dict)
+    prefer: str = "memory"  # what ordered lanes tied on quality (--prefer)
 
 
 TELEMETRY_HEADER = ["Lane", "samples", "GPU util mean", "GPU util max", "peak unified", "GPU temp max"]
@@ -421,7 +520,7 @@ def _agent(sc: Scorecard) -> str:
     return str(name or "builtin")
 
 
-def _rank_row(r: Any, mixed: bool) -> RankRow:
+def _rank_row(r: Any, mixed: bool, group: str = "") -> RankRow:
     sc: Scorecard = r.scorecard
     lo, hi = (list(sc.pass_rate_ci95) + [None, None])[:2]
     ci = f" [{pct(lo)}–{pct(hi)}]" if lo is not None and hi is not None else ""
@@ -435,21 +534,31 @@ def _rank_row(r: Any, mixed: bool) -> RankRow:
         runaway=pct(sc.runaway_rate) if not sc.failed else DASH,
         tok_s=num(sc.throughput.tok_s),
         peak_unified=mem_txt,
-        tied_with=tuple(r.tied_with), reason=r.reason or "",
-        suite=suite_label(sc) if mixed else "",
+        tied_with=tuple(r.tied_with), reason=r.reason or "", decided_by=getattr(r, "decided_by", "") or "",
+        suite=suite_label(sc) if mixed else "", group=group,
     )
 
 
-def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tables:
-    """Rank the lanes (``hbench.scoring.rank``) and lay out every table a report shows."""
-    from hbench.scoring import rank
+def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False, prefer: str = "memory") -> Tables:
+    """Rank the lanes (``hbench.scoring.rank``, lanes tied on quality ordered by
+    ``prefer``) and lay out every table a report shows."""
+    from hbench.scoring import category_figures, rank
 
     if not scorecards:
         raise ScorecardError("no scorecards to report on")
     mixed = check_suites(scorecards, allow_mixed)
     cards = dedupe_lane_names(scorecards)
-    ranked = rank(cards)
-    rows = [_rank_row(r, mixed) for r in ranked]
+    # lanes are ranked together only within one comparable set (suite + prompt set)
+    groups: dict[str, list[Scorecard]] = {}
+    for sc in cards:
+        groups.setdefault(group_label(sc, cards), []).append(sc)
+    ranked = []
+    rows = []
+    for label in sorted(groups):
+        for r in rank(groups[label], prefer=prefer):
+            ranked.append(r)
+            rows.append(_rank_row(r, mixed, label))
+    rows = [r for r in rows if r.rank is not None] + [r for r in rows if r.rank is None]
     lanes = [row.lane for row in rows]
     by_lane = {lane_name(r.scorecard): r.scorecard for r in ranked}
 
@@ -460,8 +569,9 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tabl
         matrix[lane] = {}
         for p in sc.prompts:
             if p.id not in prompts:
-                prompts[p.id] = PromptCol(p.id, p.category, p.core, p.gate, bool(getattr(p, "vibe", False)))
-            matrix[lane][p.id] = MatrixCell(p.passes, p.runs, p.skipped)
+                prompts[p.id] = PromptCol(p.id, p.category, p.core, p.gate, bool(getattr(p, "vibe", False)),
+                                          getattr(p, "difficulty", None))
+            matrix[lane][p.id] = MatrixCell(p.passes, p.runs, p.skipped, p.errors)
 
     telemetry, latency = [], []
     for lane in lanes:
@@ -472,6 +582,9 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tabl
                           num(t.unified_used_gb_max, ".1f", " GB"), num(t.gpu_temp_c_max, ".0f", " °C")])
         latency.append([lane, seconds(lat.p50_s), seconds(lat.p95_s), seconds(lat.max_s),
                         num(sc.throughput.ttft_ms, ".0f", " ms")])
+    # per category (an older scorecard without ``categories``: worked out from its prompts)
+    cat_figures = {lane: (by_lane[lane].categories or category_figures(by_lane[lane].prompts)) for lane in lanes}
+    categories = sorted({c for figs in cat_figures.values() for c in figs})
     suites: list[str] = []
     for lane in lanes:
         label = suite_label(by_lane[lane])
@@ -483,16 +596,45 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False) -> Tabl
         lanes=lanes, scorecards=by_lane, prompts=list(prompts.values()), matrix=matrix,
         telemetry=telemetry, latency=latency, mixed=mixed, suites=suites,
         runs=sorted({by_lane[lane].runs for lane in lanes}),
+        groups=sorted(groups),
+        categories=categories, category_figures=cat_figures, prefer=prefer,
     )
 
 
 # --------------------------------------------------------------------------- markdown
 
 
+#: what a Markdown renderer may turn into a link by itself: URLs, www. hosts, e-mail addresses
+#: (bounded repeats: linear on a long hostile line)
+_MD_LINKY = re.compile(r"(?i)(?:[a-z][a-z0-9+.\-]{0,30}:/{1,3}|www\.)[^\s<>|`\\]*"
+                       r"|[\w.+\-]{1,64}@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,8}")
+
+
+#: a ``]`` that would close a link or image text (``](url)``, ``][ref]``, ``]: url``)
+_MD_LINK_CLOSE = re.compile(r"\](?=[(\[:])")
+
+
+def _md_text(s: str) -> str:
+    s = (s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+         .replace("`", "\\`"))  # a backtick of the text cannot pair with a code span of ours
+    return _MD_LINK_CLOSE.sub(r"\\]", s)
+
+
 def md_cell(text: Any) -> str:
-    """A markdown table cell: one line, pipes escaped, HTML-ish brackets neutralised."""
+    """Untrusted text (a model's answer, a check's reason, a server's error) as Markdown
+    that renders as that text: one line; pipes escaped (a table cell); ``<``/``>`` as
+    entities (no raw HTML); a ``]`` that would close link text escaped (no image or link:
+    ``![x](http://h/p.png)``);
+    URLs and e-mail addresses in code spans (no autolink)."""
     s = " ".join(str(text).split())
-    return s.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    out: list[str] = []
+    pos = 0
+    for m in _MD_LINKY.finditer(s):
+        out.append(_md_text(s[pos:m.start()]))
+        out.append(f"`{m.group(0)}`")
+        pos = m.end()
+    out.append(_md_text(s[pos:]))
+    return "".join(out)
 
 
 def md_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
@@ -515,33 +657,67 @@ def tie_lines(t: Tables) -> list[tuple[str, list[str]]]:
     return out
 
 
+def why_short(sc: Scorecard) -> str:
+    """A few words for an unranked lane in the headline (the table says the rest)."""
+    if sc.failed:
+        return "failed to run"
+    if not sc.complete:
+        return "incomplete"
+    status = sc.gate.get("status") if isinstance(sc.gate, dict) else None
+    if status == "not evaluated":
+        return "gate not evaluated"
+    if status == "failed" or (isinstance(sc.gate, dict) and sc.gate.get("passed") is False):
+        return "gate failed"
+    return "not rankable"
+
+
 def headline(t: Tables) -> str:
-    """One sentence a person reads first: the top lane, what it is tied with, what is out."""
+    """One sentence a person reads first: the top lane (of each comparable set), what it
+    is tied with, what is out and why. Only a ranked lane, never an incomplete one, is
+    ever called the top lane."""
+    out = ""
     if not t.ranked:
-        return f"No lane is rankable ({len(t.unrankable)} not ranked: see below)."
-    top = t.ranked[0]
-    out = (f"Top lane: {top.lane} ({top.core_pass} core prompts, pass rate {top.pass_rate}, "
-           f"{top.tok_s} tok/s, peak {top.peak_unified}).")
-    if top.tied_with:
-        out += f" Statistically tied with {', '.join(top.tied_with)}: weigh speed and memory, or run more attempts."
-    if t.unrankable:
-        out += f" Not ranked: {', '.join(r.lane for r in t.unrankable)}."
+        out = f"No lane is rankable ({len(t.unrankable)} not ranked: see below)."
+    groups = t.groups if len(t.groups) > 1 else [""]
+    for g in groups:
+        rows = [r for r in t.ranked if not g or r.group == g]
+        if not rows:
+            continue
+        top = rows[0]
+        where = f" ({g})" if g else ""
+        out += (" " if out else "") + (
+            f"Top lane{where}: {top.lane} ({top.core_pass} core prompts, pass rate {top.pass_rate}, "
+            f"{top.tok_s} tok/s, peak {top.peak_unified}).")
+        if top.tied_with and top.decided_by:
+            by = top.decided_by.removeprefix("tied on quality; ")
+            out += f" Tied on quality with {', '.join(top.tied_with)}; {by}."
+        elif top.tied_with:
+            out += f" Statistically tied with {', '.join(top.tied_with)}: weigh speed and memory, or run more attempts."
+    if t.unrankable and t.ranked:
+        out += f" Not ranked: {', '.join(f'{r.lane} ({why_short(t.scorecards[r.lane])})' for r in t.unrankable)}."
     return out
 
 
 def rank_table_md(t: Tables) -> list[str]:
-    """The rank table (and the unrankable list under it) as markdown lines."""
+    """The rank table (one per comparable set when they are mixed) and the unrankable
+    list under it, as markdown lines."""
     header = list(RANK_HEADER) + (["suite"] if t.mixed else [])
-    rows = []
-    for r in t.ranked:
-        row = [r.rank_cell, r.lane, r.agent, r.core_pass, r.pass_rate, r.consistency, r.runaway, r.tok_s,
-               r.peak_unified]
-        rows.append(row + ([r.suite] if t.mixed else []))
     out: list[str] = []
-    if rows:
-        out += md_table(header, rows, "rllrrrrrr" + ("l" if t.mixed else ""))
-    else:
-        out.append("No lane is rankable.")
+    groups = t.groups if len(t.groups) > 1 else [""]
+    for g in groups:
+        rows = []
+        for r in t.ranked:
+            if g and r.group != g:
+                continue
+            row = [r.rank_cell, r.lane, r.agent, r.core_pass, r.pass_rate, r.consistency, r.runaway, r.tok_s,
+                   r.peak_unified]
+            rows.append(row + ([r.suite] if t.mixed else []))
+        if g:
+            out += ([""] if out else []) + [f"**Ranked within {md_cell(g)}**", ""]
+        if rows:
+            out += md_table(header, rows, "rllrrrrrr" + ("l" if t.mixed else ""))
+        else:
+            out.append("No lane is rankable.")
     ties = tie_lines(t)
     if ties:
         out.append("")
@@ -549,7 +725,8 @@ def rank_table_md(t: Tables) -> list[str]:
                    "between these lanes is not significant (more runs narrow the intervals).")
         out += [f"- {md_cell(lane)} ≈ {md_cell(', '.join(others))}" for lane, others in ties]
     if t.unrankable:
-        out += ["", "**Not ranked** (a gate failed or the lane did not run):", ""]
+        out += ["", "**Not ranked** (a gate failed or was not evaluated, the run is incomplete, or the lane "
+                "did not run):", ""]
         urows = [[r.lane, r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
                  + ([r.suite] if t.mixed else []) for r in t.unrankable]
         out += md_table(["Lane", "Agent", "why not ranked", "core_pass", "pass_rate (95% CI)", "tok/s"]
@@ -557,35 +734,73 @@ def rank_table_md(t: Tables) -> list[str]:
     return out
 
 
+def category_cell(fig: dict[str, Any] | None) -> str:
+    """One lane's figures for one category: ``core 3/4 · 72%`` (``72%`` without core prompts)."""
+    if not fig:
+        return DASH
+    rate = pct(fig.get("pass_rate"))
+    return f"core {fig.get('core_pass', 0)}/{fig['core_n']} · {rate}" if fig.get("core_n") else rate
+
+
+def category_md(t: Tables) -> list[str]:
+    """The per-category table: a row per category, a column per lane."""
+    header = ["Category", "prompts"] + t.lanes
+    rows = []
+    for c in t.categories:
+        n = max((t.category_figures[lane].get(c, {}).get("n", 0) for lane in t.lanes), default=0)
+        rows.append([c, str(n)] + [category_cell(t.category_figures[lane].get(c)) for lane in t.lanes])
+    return md_table(header, rows, "lr" + "r" * len(t.lanes))
+
+
+def decided_lines(t: Tables) -> list[str]:
+    """One line per group of lanes tied on quality: which preference ordered it, by how much."""
+    return [r.decided_by for r in t.ranked if r.decided_by]
+
+
 def matrix_md(t: Tables) -> list[str]:
-    header = ["Prompt", "category"] + t.lanes
+    tiers = any(p.difficulty for p in t.prompts)
+    header = ["Prompt", "category"] + (["difficulty"] if tiers else []) + t.lanes
     rows = []
     for p in t.prompts:
         label = p.id + (" (gate: " + p.gate + ")" if p.gate else "") + ("" if p.core else " *")
-        rows.append([label, p.category] + [t.matrix[lane].get(p.id).text if p.id in t.matrix[lane] else DASH
-                                           for lane in t.lanes])
-    out = md_table(header, rows, "ll" + "r" * len(t.lanes))
+        rows.append([label, p.category] + ([str(p.difficulty or DASH)] if tiers else [])
+                    + [t.matrix[lane].get(p.id).text if p.id in t.matrix[lane] else DASH for lane in t.lanes])
+    out = md_table(header, rows, "ll" + ("r" if tiers else "") + "r" * len(t.lanes))
     if any(not p.core for p in t.prompts):
         out += ["", "\\* not a core prompt: shown, but not counted in core_pass or pass_rate."]
     return out
 
 
-def summary_markdown(t: Tables) -> str:
-    """summary.md: rank table, unrankable lanes, ties, prompt matrix, telemetry, latency."""
+def summary_markdown(t: Tables, fail_under: list[str] | None = None) -> str:
+    """summary.md: rank table, unrankable lanes, ties, prompt matrix, telemetry, latency;
+    ``fail_under``: the lanes that missed ``--fail-under``, one line each."""
     runs = ", ".join(str(r) for r in t.runs)
     lines = ["# hermes-bench results", ""]
     lines.append(f"Suite: {md_cell(' | '.join(t.suites))}. Attempts per prompt: {runs}. "
                  f"Lanes: {len(t.lanes)}.")
-    if t.mixed:
+    if t.mixed and len(t.suites) > 1:
         lines += ["", "**Mixed suites** (--allow-mixed): these lanes ran different suites, so their scores "
-                  "are not directly comparable; the suite column says which."]
-    lines += ["", md_cell(headline(t)), "", "## Ranking", "",
+                  "are not directly comparable; the suite column says which, and each is ranked apart."]
+    elif t.mixed:
+        lines += ["", "**Mixed prompt sets** (--allow-mixed): these lanes ran different prompts of the suite, "
+                  "so each prompt set is ranked in a table of its own."]
+    lines += ["", md_cell(headline(t))]
+    if fail_under:
+        lines += ["", "## --fail-under: missed", ""] + [f"- {md_cell(line)}" for line in fail_under]
+    lines += ["", "## Ranking", "",
               "core_pass = core prompts passed in a majority of attempts; pass_rate = mean over core "
-              "prompts; consistency = share of attempts giving the most common answer; runaway = attempts "
+              "prompts; consistency = share of attempts giving the most common answer (– with one attempt "
+              "per prompt); errored attempts (the stack failed, not the model) count in none; runaway = attempts "
               "stopped by timeout, max_turns or a loop; peak unified = the most memory in use while the "
               "lane ran.", ""]
     lines += rank_table_md(t)
-    lines += ["", "## Per-prompt passes (passes/attempts)", ""]
+    decided = decided_lines(t)
+    if decided:
+        lines += [""] + [f"- {md_cell(d)}" for d in decided]
+    if t.categories:
+        lines += ["", "## Per category (core prompts passed by majority · mean pass rate)", ""]
+        lines += category_md(t)
+    lines += ["", "## Per-prompt passes (passes/scored attempts; +N errored)", ""]
     lines += matrix_md(t)
     lines += ["", "## Telemetry", ""]
     lines += md_table(TELEMETRY_HEADER, t.telemetry)
@@ -610,9 +825,11 @@ def rebuild_reports(
     allow_mixed: bool = False,
     reporters: list[str] | None = None,
     registries: Any = None,
+    prefer: str = "memory",
 ) -> list[Path]:
     """``hbench report``: read scorecards (files, or folders of them), then write
-    summary.md and report.html (or the named reporters) into ``out_dir``.
+    summary.md and report.html (or the named reporters) into ``out_dir``. ``prefer``
+    orders lanes tied on quality (``--prefer``).
 
     ``out_dir`` defaults to the input folder (or the first file's folder). When that
     folder holds the run's ``journal.jsonl``, the HTML report includes transcripts.
@@ -634,7 +851,8 @@ def rebuild_reports(
     for n in names:
         if n not in registries.reporters:
             raise ScorecardError(registries.reporters.unknown(n) + "; choose with --report md,html")
-    context = {"journal": journal if journal.is_file() else None, "suite": None, "allow_mixed": allow_mixed}
+    context = {"journal": journal if journal.is_file() else None, "suite": None, "allow_mixed": allow_mixed,
+               "prefer": prefer}
     written: list[Path] = []
     for n in names:
         written += list(registries.reporters.get(n).write(cards, out, context) or [])

@@ -11,7 +11,8 @@
    worker threads take attempts in order (``--adaptive`` stops a prompt once its
    strict-majority verdict can no longer change);
 4. each attempt runs in a fresh scratch copy of the rendered fixtures
-   (``OUT/scratch/<lane>/<prompt>/<n>``, removed afterwards), is checked
+   (``OUT/.hbench/scratch/<lane>/<prompt>/<n>``, removed afterwards; ``OUT/.hbench`` is
+   hbench's marked working folder, the only place it deletes: :mod:`hbench.outdir`), is checked
    (``prompt.check.check``, :func:`hbench.scoring.attempt_outcome`), appended to the
    journal (fsynced) and broadcast (``hbench_attempt_finished``);
 5. after the suite, :func:`hbench.throughput.measure` runs on the still-warm lane; the
@@ -40,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, overload
@@ -53,6 +55,9 @@ from hbench.models import Attempt, CheckResult, LaneSpec, Prompt, Scorecard, Sui
 
 #: exit codes (DESIGN.md, CLI)
 EXIT_OK, EXIT_LANE_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_INCOMPLETE, EXIT_FAIL_UNDER = 3, 4  # a lane incomplete (errored/missing attempts); --fail-under missed
+#: --max-consecutive-errors default: a lane stops after this many errored attempts in a row
+MAX_CONSECUTIVE_ERRORS = 5
 
 
 @attrs.define
@@ -78,7 +83,14 @@ class RunOptions:
     memory_headroom_gb: float | None = None
     config: str | None = None
     progress: bool | None = None  # None = when stderr is a terminal
+    ready_timeout_s: float | None = None  # --ready-timeout: overrides each lane's ready_timeout_s
+    prefer: str | None = None  # --prefer memory|speed|latency: orders lanes tied on quality
+    tags: str | None = None  # --tags short,x: only prompts with one of these tags
+    categories: str | None = None  # --categories a,b: only prompts of these categories
     argv: list[str] | None = None  # the command line, for the printed --resume command
+    #: --max-consecutive-errors K: a lane stops after K errored attempts in a row (0 = never)
+    max_consecutive_errors: int | None = None
+    fail_under: str | None = None  # --fail-under core_pass=6,pass_rate=0.7 (exit 4 when a lane misses)
 
 
 class LaneScorecards(Sequence[Scorecard]):
@@ -127,6 +139,10 @@ class RunResult:
     out_dir: Path
     journal: Path
     interrupted: bool = False
+    #: one line saying why the exit code is not 0 (which lane failed, is incomplete or missed
+    #: --fail-under, and what), for the last line on stderr; None when it is 0
+    verdict: str | None = None
+    fail_under: list[str] = attrs.field(factory=list)  # one line per lane that missed --fail-under
 
 
 # --------------------------------------------------------------------------- settings
@@ -146,6 +162,46 @@ class _Settings:
     report: str | None
     sample_hz: float
     headroom_gb: float
+    prefer: str = "memory"
+    tags: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    max_consecutive_errors: int = MAX_CONSECUTIVE_ERRORS  # 0 = never stop a lane for errors
+    fail_under: dict[str, float] = attrs.field(factory=dict)  # --fail-under: metric -> threshold
+
+
+def parse_fail_under(text: str | None) -> dict[str, float]:
+    """``core_pass=6,pass_rate=0.7`` -> ``{"core_pass": 6, "pass_rate": 0.7}``. Raises
+    :class:`BadInput` naming the bad part and the fix."""
+    import math
+
+    from hbench.scoring import FAIL_UNDER_METRICS
+
+    out: dict[str, float] = {}
+    if text is None:
+        return out
+    fix = "write it like --fail-under core_pass=6,pass_rate=0.7"
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise BadInput(f"--fail-under {text!r}: empty; {fix}")
+    for part in parts:
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or key not in FAIL_UNDER_METRICS:
+            raise BadInput(f"--fail-under {text!r}: {part!r} is not METRIC=VALUE with a known metric "
+                           f"({', '.join(FAIL_UNDER_METRICS)}); {fix}")
+        try:
+            num = float(value)
+        except ValueError:
+            raise BadInput(f"--fail-under {text!r}: {key}={value!r} is not a number; {fix}") from None
+        if key == "core_pass" and not (math.isfinite(num) and num >= 0 and num == int(num)):
+            raise BadInput(f"--fail-under {text!r}: core_pass={value} must be a whole number of core prompts; {fix}")
+        if key == "pass_rate" and not (0.0 <= num <= 1.0):
+            raise BadInput(f"--fail-under {text!r}: pass_rate={value} must be a share from 0 to 1 (0.7 = 70%); {fix}")
+        out[key] = num
+    return out
+
+
+def _names(csv: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.strip() for n in (csv or "").split(",") if n.strip()))
 
 
 def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
@@ -158,18 +214,33 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
         timeout_s=pick("timeout_s"), max_turns=pick("max_turns"), concurrency=int(pick("concurrency")),
         adaptive=bool(pick("adaptive")), out=Path(pick("out")), agent=pick("agent"), report=pick("report"),
         sample_hz=float(pick("sample_hz")), headroom_gb=float(pick("memory_headroom_gb")),
+        prefer=str(pick("prefer")), tags=_names(pick("tags")), categories=_names(pick("categories")),
+        max_consecutive_errors=int(pick("max_consecutive_errors")), fail_under=parse_fail_under(opts.fail_under),
     )
+    # Flags only: hbench.toml's [run] values were checked where it was read, and are
+    # reported by their TOML key (config.run_problems), never as a flag they were not.
+    import math
+
     bad = []
-    if s.runs is not None and s.runs < 1:
-        bad.append(f"--runs {s.runs}: must be 1 or more")
-    if s.concurrency < 1:
-        bad.append(f"--concurrency {s.concurrency}: must be 1 or more")
-    if s.timeout_s is not None and not s.timeout_s > 0:
-        bad.append(f"--timeout {s.timeout_s}: must be a positive number of seconds")
-    if s.max_turns is not None and s.max_turns < 1:
-        bad.append(f"--max-turns {s.max_turns}: must be 1 or more")
-    if not s.sample_hz > 0:
-        bad.append(f"--sample-hz {s.sample_hz}: must be a positive number")
+    if opts.runs is not None and opts.runs < 1:
+        bad.append(f"--runs {opts.runs}: must be 1 or more")
+    if opts.concurrency is not None and opts.concurrency < 1:
+        bad.append(f"--concurrency {opts.concurrency}: must be 1 or more")
+    if opts.timeout_s is not None and not (math.isfinite(opts.timeout_s) and opts.timeout_s > 0):
+        bad.append(f"--timeout {opts.timeout_s}: must be a finite, positive number of seconds")
+    if opts.max_turns is not None and opts.max_turns < 1:
+        bad.append(f"--max-turns {opts.max_turns}: must be 1 or more")
+    if opts.sample_hz is not None and not (math.isfinite(opts.sample_hz) and opts.sample_hz > 0):
+        bad.append(f"--sample-hz {opts.sample_hz}: must be a finite, positive number")
+    from hbench.scoring import PREFERENCES
+
+    if opts.prefer is not None and opts.prefer not in PREFERENCES:
+        bad.append(f"--prefer {opts.prefer}: choose one of {', '.join(PREFERENCES)} (what orders lanes tied on quality)")
+    if opts.out is not None and not opts.out.strip():
+        bad.append("--out '': empty; name the results folder (--out results): an empty one would be the "
+                   "current folder, whose files hbench does not own")
+    if opts.max_consecutive_errors is not None and opts.max_consecutive_errors < 0:
+        bad.append(f"--max-consecutive-errors {opts.max_consecutive_errors}: must be 0 (never stop a lane) or more")
     if bad:
         raise BadInput("; ".join(bad), bad)
     return s
@@ -233,13 +304,18 @@ def select_lanes(opts: RunOptions, registries: Any, config: Any) -> list[LaneSpe
 
 
 class _Progress:
-    """A rich bar on stderr: lane, prompt, attempt, passes so far, ETA."""
+    """A rich bar on stderr: lane, prompt, attempt, passes so far, ETA. With ``plain``
+    (stderr not a terminal: a pipe, a CI log) no bar and no escape codes: one line per
+    finished prompt, and a status line (waiting for a lane, measuring) every few seconds."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, plain: bool = False, status_every_s: float = 5.0):
         self.enabled = enabled
+        self.plain = plain and not enabled
+        self.status_every_s = status_every_s
         self._p: Any = None
         self._task: Any = None
         self._lock = threading.Lock()
+        self._last_status: tuple[str, float] = ("", -1e9)
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -264,9 +340,33 @@ class _Progress:
                 self._task = self._p.add_task(f"{name}: starting", total=max(total, 0), passes="")
 
     def status(self, text: str) -> None:
+        if self.plain:
+            head = text.split(",", 1)[0]  # "lane: waiting for URL to be ready" without the count
+            now = time.monotonic()
+            with self._lock:
+                last_head, last_t = self._last_status
+                if head == last_head and now - last_t < self.status_every_s:
+                    return
+                self._last_status = (head, now)
+            self._line(text)
         if self._p is not None and self._task is not None:
             with self._lock:
                 self._p.update(self._task, description=text)
+
+    def prompt_done(self, lane: str, prompt: str, passes: int, attempts: int, elapsed_s: float) -> None:
+        """One plain line when a prompt has all its attempts (plain mode only)."""
+        if self.plain:
+            self._line(f"{lane} · {prompt}: {passes}/{attempts} passed · {elapsed_s:.1f} s elapsed")
+
+    @staticmethod
+    def _line(text: str) -> None:
+        from hbench.logging import scrub
+
+        try:
+            sys.stderr.write(scrub(text.replace("\n", " ")) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed pipe never stops a run
+            pass
 
     def advance(self, text: str, passes: str) -> None:
         if self._p is not None and self._task is not None:
@@ -338,6 +438,7 @@ class _Scheduler:
         with self.lock:
             st.in_flight -= 1
             if attempt is None:  # not journaled (interrupted / lane died): it stays to do
+                st.pending.insert(0, n)  # counted as not run (missing) in the lane's scorecard
                 return
             st.done.append(attempt)
             if self.adaptive and st.decided():
@@ -372,7 +473,13 @@ class Runner:
 
         reg = self.reg
         self.suite: Suite = load_suite(self.s.suite, reg)
+        self._check_selection()
         self.lanes = select_lanes(self.opts, reg, self.config)
+        if self.opts.ready_timeout_s is not None:  # --ready-timeout: every selected lane
+            if not 0 < self.opts.ready_timeout_s < float("inf"):
+                raise BadInput(f"--ready-timeout {self.opts.ready_timeout_s!r}: give the seconds to wait for "
+                               "a lane to answer ready, a finite number more than 0 (like 15)")
+            self.lanes = [attrs.evolve(s, ready_timeout_s=self.opts.ready_timeout_s) for s in self.lanes]
         problems = []
         for spec in self.lanes:
             if spec.kind not in reg.lane_kinds:
@@ -384,20 +491,35 @@ class Runner:
                 ok, why = reg.agents.get(agent_name).usable()
                 if not ok:
                     problems.append(f"agent {agent_name!r} cannot run: {why}")
+        from hbench.config import file_name_clashes
+        from hbench.lanes import is_managed
+
+        for spec in self.lanes:
+            if spec.kind in reg.lane_kinds and spec.base_url is None and not is_managed(spec, reg.lane_kinds.get(spec.kind)):
+                where = f"{spec.source}: lanes.{spec.name}" if spec.source.endswith(".toml") else f"lane {spec.name!r}"
+                problems.append(f'{where}.base_url: missing; write the server\'s URL, like base_url = '
+                                f'"http://localhost:8000/v1" (or give start = [...] so hbench starts the server)')
         names = [s.name for s in self.lanes]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             problems.append(f"lane {', '.join(dup)} selected twice")
+        # before anything runs: two lanes whose <lane>.json would be one file
+        problems.extend(file_name_clashes(dict.fromkeys(names)))
         self.reporters = self._reporters()
         if problems:
             raise BadInput("\n".join(dict.fromkeys(problems)), list(dict.fromkeys(problems)))
-        out = self.s.out
-        out.mkdir(parents=True, exist_ok=True)
-        self.out = out
-        self.fixtures = out / "fixtures"
-        from hbench.sandbox import remove_tree
+        # --out: refused unless new, empty or an earlier hbench run; locked; hbench's working
+        # files under OUT/.hbench (marked), the only place it deletes anything (hbench.outdir)
+        from hbench.outdir import claim
 
-        remove_tree(self.fixtures)
+        raw_out = self.opts.out if self.opts.out is not None else self.config.run.out
+        from_toml = self.opts.out is None and self.config.path and raw_out != "results"
+        self.outdir = claim(raw_out, key=f"{Path(self.config.path).name}: run.out" if from_toml else "--out",
+                            suite_path=self.suite.path)
+        out = self.out = self.outdir.path
+        self.work = self.outdir.work
+        self.fixtures = self.work / "fixtures"
+        self.outdir.remove(self.fixtures)
         if self.suite.fixtures_dir:
             render_fixtures(self.suite, self.fixtures)
         else:
@@ -406,7 +528,50 @@ class Runner:
                            "sha256": self.suite.sha256, "fixtures_sha256": self.suite.fixtures_sha256}
         self.journal_path = out / "journal.jsonl"
         self.journal = Journal.open(self.journal_path, suite=self.suite_info, resume=self.opts.resume)
-        self.tools = {n: reg.tools.get(n) for n in reg.tools.names()}
+        #: the run's id in the run database: the journal's (a --resume continues the same run)
+        self.run_id = str(self.journal.header.get("run_id") or uuid.uuid4().hex)
+        self.tools = {n: reg.tools.get(n) for n in reg.tools.names()}  # decoys included (suite_tools)
+        self._scenario_tools()
+
+    def _scenario_tools(self) -> None:
+        """Suite format 2: the tools each prompt offers (its ``tools`` or the built-ins,
+        plus its decoys), the decoys among them and the suite tools that fail their first
+        calls on purpose (for :func:`hbench.scenario.judge`)."""
+        from hbench.suite_tools import build_suite_tools, offered_tools
+
+        suite_tools = build_suite_tools(self.suite)
+        self.prompt_tools: dict[str, dict[str, Any]] = {}
+        self.prompt_decoys: dict[str, frozenset[str]] = {}
+        self.prompt_fail_first: dict[str, dict[str, int]] = {}
+        for p in self.suite.prompts:
+            offered = offered_tools(self.suite, p, self.tools, suite_tools)
+            self.prompt_tools[p.id] = offered
+            self.prompt_decoys[p.id] = frozenset(n for n, t in offered.items() if getattr(t, "decoy", False))
+            self.prompt_fail_first[p.id] = {n: t.spec.fail_first for n, t in offered.items()
+                                            if getattr(getattr(t, "spec", None), "fail_first", 0)}
+
+    def _check_selection(self) -> None:
+        """``--tags``/``--categories`` name what the suite has (bad input otherwise)."""
+        problems = []
+        for flag, wanted, have in (
+            ("--tags", self.s.tags, {t for p in self.suite.prompts for t in p.tags}),
+            ("--categories", self.s.categories, {p.category for p in self.suite.prompts}),
+        ):
+            unknown = [w for w in wanted if w not in have]
+            if unknown:
+                problems.append(f"{flag} {','.join(wanted)}: suite {self.suite.name!r} has no "
+                                f"{'tag' if flag == '--tags' else 'category'} {', '.join(map(repr, unknown))} "
+                                f"(it has: {', '.join(sorted(have)) or 'none'})")
+        if problems:
+            raise BadInput("\n".join(problems), problems)
+
+    def _selected(self, p: Prompt) -> str | None:
+        """Why ``--tags``/``--categories`` leave prompt ``p`` out, or None."""
+        if self.s.tags and not set(p.tags) & set(self.s.tags):
+            return f"not selected (--tags {','.join(self.s.tags)})"
+        if self.s.categories and p.category not in self.s.categories:
+            return f"not selected (--categories {','.join(self.s.categories)})"
+        return None
 
     def _reporters(self) -> list[Any]:
         reg = self.reg.reporters
@@ -455,17 +620,26 @@ class Runner:
 
     # ----------------------------------------------------------------- main
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            outdir = getattr(self, "outdir", None)
+            if outdir is not None:
+                outdir.release()  # the lock on --out
+
+    def _run(self) -> RunResult:
         self._prepare()
         restore = self._install_sigint()
         scorecards = LaneScorecards()
         self._json_files: dict[str, str] = {}  # <lane>.json name -> the lane written to it
         exit_code = EXIT_OK
-        show = self.opts.progress if self.opts.progress is not None else sys.stderr.isatty()
+        tty = sys.stderr.isatty()
+        show = self.opts.progress if self.opts.progress is not None else tty
         try:
-            with _Progress(bool(show)) as progress:
+            with _Progress(bool(show), plain=self.opts.progress is None and not tty) as progress:
                 for spec in self.lanes:
-                    if self.stop.is_set():
-                        break
+                    # once the run is stopped (Ctrl-C, a fatal error) no lane is opened, but
+                    # each left still gets its scorecard: complete false, and why
                     sc = self._lane(spec, progress)
                     if sc.failed:
                         exit_code = EXIT_LANE_FAILED
@@ -477,11 +651,13 @@ class Runner:
         finally:
             restore()
             self.journal.close()
-            for leftover in (self.out / "scratch",):
+            for leftover in (self.work / "scratch",):
                 try:
                     leftover.rmdir()  # only when empty: every attempt's copy is already gone
                 except OSError:
                     pass
+        interrupted = self.stop.is_set()
+        self._fail_under_lines = self._fail_under(scorecards)
         # the cross-lane reports, once: after the last lane, or what finished before a stop
         if len(scorecards) and not self._write_reports(scorecards):
             exit_code = EXIT_LANE_FAILED
@@ -490,13 +666,50 @@ class Runner:
                               f"once fixed, resume with: {self.resume_command()}")
         context = self._context()
         self.plugins.broadcast("hbench_run_finished", scorecards=scorecards, out_dir=self.out, context=context)
-        interrupted = self.stop.is_set()
         if interrupted:
             exit_code = EXIT_INTERRUPTED
             sys.stderr.write(f"stopped; every finished attempt is in {self.journal_path}.\n"
                              f"resume with: {self.resume_command()}\n")
+        exit_code, verdict = self._verdict(scorecards, exit_code)
         return RunResult(scorecards=scorecards, exit_code=exit_code, out_dir=self.out,
-                         journal=self.journal_path, interrupted=interrupted)
+                         journal=self.journal_path, interrupted=interrupted, verdict=verdict,
+                         fail_under=list(self._fail_under_lines))
+
+    def _fail_under(self, scorecards: Sequence[Scorecard]) -> list[str]:
+        """``--fail-under``: the lanes that missed a threshold, ranked as the reports rank
+        them (within each comparable set), one line each."""
+        if not self.s.fail_under or not len(scorecards):
+            return []
+        from hbench.report import comparable_key
+        from hbench.scoring import fail_under_failures, rank
+
+        groups: dict[Any, list[Scorecard]] = {}
+        for sc in scorecards:
+            groups.setdefault(comparable_key(sc), []).append(sc)
+        ranked = [r for cards in groups.values() for r in rank(cards, prefer=self.s.prefer)]
+        return fail_under_failures(ranked, self.s.fail_under)
+
+    def _verdict(self, scorecards: Sequence[Scorecard], exit_code: int) -> tuple[int, str | None]:
+        """The exit code (DESIGN.md, CLI: 130 interrupted, 1 a lane failed to run, 3 a lane
+        incomplete, 4 --fail-under missed, else 0) and one line saying which lane did what."""
+        cards = list(scorecards)
+        failed = [sc for sc in cards if sc.failed]
+        incomplete = [sc for sc in cards if not sc.complete and not sc.failed]
+        if exit_code == EXIT_INTERRUPTED:
+            what = "; ".join(f"lane {sc.lane.get('name')!r}: {sc.incomplete_reason}" for sc in cards if not sc.complete)
+            return exit_code, f"exit 130: interrupted; {what or 'no lane finished'}; resume with: {self.resume_command()}"
+        if exit_code == EXIT_LANE_FAILED or failed:
+            what = "; ".join(f"lane {sc.lane.get('name')!r} failed to run: {sc.incomplete_reason}"
+                             for sc in failed) or "a report could not be written (see the log above)"
+            return EXIT_LANE_FAILED, f"exit 1: {what}"
+        if incomplete:
+            what = "; ".join(f"lane {sc.lane.get('name')!r} incomplete: {sc.incomplete_reason}" for sc in incomplete)
+            return EXIT_INCOMPLETE, (f"exit 3: {what} (not ranked); once the stack is fixed, re-run the errored "
+                                     f"and missing attempts with: {self.resume_command()}")
+        if self._fail_under_lines:
+            spec = ",".join(f"{k}={v:g}" for k, v in self.s.fail_under.items())
+            return EXIT_FAIL_UNDER, f"exit 4: --fail-under {spec} missed: {'; '.join(self._fail_under_lines)}"
+        return exit_code, None
 
     def resume_command(self) -> str:
         argv = list(self.opts.argv) if self.opts.argv is not None else ["run", "--out", str(self.out)]
@@ -505,7 +718,10 @@ class Runner:
         return scrub(shlex.join(["hbench", *argv]))
 
     def _context(self) -> dict[str, Any]:
-        return {"journal": self.journal_path, "suite": self.suite, "allow_mixed": False}
+        # allow_mixed: lanes of one run share the suite, but may run different prompt sets
+        # (a conditional prompt one lane's agent cannot serve): each set is ranked apart
+        return {"journal": self.journal_path, "suite": self.suite, "allow_mixed": True, "prefer": self.s.prefer,
+                "fail_under": list(getattr(self, "_fail_under_lines", []))}
 
     def _json_reporter(self) -> Any:
         return next((r for r in self.reporters if getattr(r, "name", None) == "json"), None)
@@ -565,24 +781,35 @@ class Runner:
 
     def _lane(self, spec: LaneSpec, progress: _Progress) -> Scorecard:
         from hbench.journal import lane_fingerprint
-        from hbench.lanes import open_lane
-        from hbench.sandbox import remove_tree
+        from hbench.lanes import LaneWaitCancelled, open_lane
 
         log = self.log
         settings = self._lane_settings(spec)
         agent = self.reg.agents.get(settings["agent"])
         runs = int(self.s.runs if self.s.runs is not None else self.suite.defaults.runs)
-        self.journal.begin_lane(spec.name, lane_fingerprint(spec, settings))
+        not_started = self.stop.is_set()  # the run was stopped before this lane began
+        if not not_started:
+            self.journal.begin_lane(spec.name, lane_fingerprint(spec, settings))
         done = self.journal.completed(spec.name) if self.opts.resume else {}
+        # --resume re-runs errored attempts: the new record supersedes the old (the journal keeps both)
+        rerun = sorted(k for k, a in done.items() if a.error is not None)
+        done = {k: a for k, a in done.items() if a.error is None}
+        if rerun:
+            log.info("run.rerun_errored", lane=spec.name, attempts=len(rerun))
         skipped: dict[str, str] = {}
         states: list[_PromptState] = []
         for p in self.suite.prompts:
             if self.s.core_only and not p.core:
                 skipped[p.id] = "not core (--core-only)"
                 continue
-            if p.conditional and p.conditional not in agent.capabilities:
+            not_selected = self._selected(p)
+            if not_selected:
+                skipped[p.id] = not_selected
+                continue
+            lacking = [c for c in p.needs if c not in agent.capabilities]
+            if lacking:
                 offers = ", ".join(sorted(agent.capabilities)) or "none"
-                skipped[p.id] = f"needs capability {p.conditional!r}; agent {agent.name!r} offers {offers}"
+                skipped[p.id] = f"needs capability {lacking[0]!r}; agent {agent.name!r} offers {offers}"
                 continue
             st = _PromptState(prompt=p, runs=runs, pending=[])
             for n in range(1, runs + 1):
@@ -605,19 +832,24 @@ class Runner:
         base_url, model = spec.base_url, spec.model
         finished_rec = self.journal.finished_record(spec.name) if self.opts.resume else None
         started = _now()
-        if finished_rec is not None and sched.remaining() == 0:
+        self._halted: str | None = None  # why the lane stopped early (K errored attempts in a row)
+        rebuilt = finished_rec is not None and sched.remaining() == 0
+        if rebuilt:
             throughput = _structure(Throughput, finished_rec.get("throughput"), Throughput(error="not measured"))
             telemetry = _structure(Telemetry, finished_rec.get("telemetry"), Telemetry())
             served_model = finished_rec.get("served_model")
             base_url = finished_rec.get("base_url", base_url)
             model = finished_rec.get("model", model)
             warnings.append("rebuilt from the journal (every attempt was already there)")
+        elif not_started:
+            pass  # no lane opened; the scorecard says the run stopped before it began
         else:
             kind = self.reg.lane_kinds.get(spec.kind)
             progress.lane(spec.name, sched.remaining())
             try:
                 with open_lane(spec, kind, out_dir=self.out, headroom_gb=self.s.headroom_gb,
-                               on_status=lambda t: progress.status(f"{spec.name}: {t}")) as running:
+                               on_status=lambda t: progress.status(f"{spec.name}: {t}"),
+                               cancel=self.cancel) as running:
                     served_model = running.served_model
                     base_url, model = running.spec.base_url, running.spec.model
                     kind_info = _safe(lambda: kind.describe(running.spec), {})
@@ -631,6 +863,9 @@ class Runner:
                         self._sampler_now = None
                     if died:
                         failed = died
+                    elif self._halted:
+                        log.error("lane.stopped", lane=spec.name, reason=self._halted)
+                        warnings.append(self._halted)
                     elif not self.stop.is_set():
                         progress.status(f"{spec.name}: measuring throughput")
                         throughput = self._throughput(running)
@@ -638,20 +873,28 @@ class Runner:
                             "throughput": _unstructure(throughput), "telemetry": _unstructure(telemetry),
                             "served_model": served_model, "base_url": base_url, "model": model,
                         })
+            except LaneWaitCancelled:
+                pass  # Ctrl-C while it was getting ready: interrupted (below), not failed
             except LaneError as exc:
                 failed = scrub(str(exc))
             finally:
-                remove_tree(self.out / "scratch" / _safe_name(spec.name))
+                self.outdir.remove(self.work / "scratch" / _safe_name(spec.name))
             if failed:
                 log.error("lane.failed", lane=spec.name, reason=failed)
                 self.journal.lane_failed(spec.name, failed)
-        if self.stop.is_set():
-            left = sched.remaining() + sum(s.in_flight for s in states)
-            warnings.append(f"interrupted: {left} planned attempts did not run; resume with {self.resume_command()}")
-        if throughput.error and not failed and not self.stop.is_set():
+        missing = sched.remaining() + sum(s.in_flight for s in states)
+        stopped = self._halted
+        if self.stop.is_set() and not rebuilt:
+            stopped = self._stop_reason(not_started)
+            warnings.append(f"interrupted: {missing} planned attempts did not run; resume with {self.resume_command()}")
+        if throughput.error and not failed and not self.stop.is_set() and not self._halted:
             warnings.append(f"throughput: {throughput.error}")
         return self._scorecard(spec, states, skipped, runs, throughput, telemetry, served_model, base_url,
-                               model, kind_info, failed, warnings, started, agent)
+                               model, kind_info, failed, warnings, started, agent, missing=missing, stopped=stopped)
+
+    def _stop_reason(self, not_started: bool) -> str:
+        why = f"run stopped by a fatal error ({self.fatal})" if self.fatal else "interrupted (Ctrl-C)"
+        return f"{why} before this lane started" if not_started else why
 
     def _sampler(self, spec: LaneSpec, running: Any, warnings: list[str]) -> Any:
         try:
@@ -688,19 +931,24 @@ class Runner:
 
         api_key = api_key_for(running.spec)
         died: list[str] = []
+        halted: list[str] = []  # K errored attempts in a row: stop this lane, not the run
+        k_errors = self.s.max_consecutive_errors
+        streak = {"errored": 0}
         counts = {"done": 0, "passed": 0}
+        told: set[str] = set()  # prompts whose plain progress line was written
+        t_lane = time.monotonic()
         lock = threading.Lock()
         progress.set_total(sched.remaining())
-        work_dir = self.out / "agents" / _safe_name(spec.name)
+        work_dir = self.work / "agents" / _safe_name(spec.name)
         work_dir.mkdir(parents=True, exist_ok=True)
         from hbench.sandbox import ScratchPool
 
         # scratch copies made ahead and removed behind, off the attempts' path (benchmarks.overhead)
-        self._pool = ScratchPool(self.fixtures, self.out / "scratch" / _safe_name(spec.name) / ".staging",
+        self._pool = ScratchPool(self.fixtures, self.work / "scratch" / _safe_name(spec.name) / ".staging",
                                  ahead=min(self.s.concurrency, 8) + 1)
 
         def worker() -> None:
-            while not self.stop.is_set() and not died:
+            while not self.stop.is_set() and not died and not halted:
                 if not running.is_alive():
                     with lock:
                         if not died:
@@ -722,10 +970,21 @@ class Runner:
                     with lock:
                         counts["done"] += 1
                         counts["passed"] += attempt.passed
+                        streak["errored"] = streak["errored"] + 1 if attempt.error is not None else 0
+                        if k_errors and streak["errored"] >= k_errors and not halted:
+                            halted.append(f"stopped after {k_errors} consecutive errored attempts "
+                                          f"(--max-consecutive-errors {k_errors})")
                         text = f"{spec.name} · {st.prompt.id} #{n}/{st.runs}"
                         passes = f"{counts['passed']}/{counts['done']} passed"
                     dropped = sched.prune()
                     progress.advance(text, passes)
+                    with lock:
+                        whole = not st.pending and st.in_flight == 0 and st.prompt.id not in told
+                        if whole:
+                            told.add(st.prompt.id)
+                    if whole:
+                        progress.prompt_done(spec.name, st.prompt.id, st.passes, len(st.done),
+                                             time.monotonic() - t_lane)
                     if dropped:
                         progress.set_total(counts["done"] + sched.remaining())
 
@@ -742,25 +1001,29 @@ class Runner:
             raise
         finally:
             self._pool.close()
+        self._halted = halted[0] if halted and not died else None
         return died[0] if died else None
 
     def _attempt(self, spec: LaneSpec, running: Any, agent: Any, settings: dict[str, Any], prompt: Prompt,
                  n: int, api_key: str | None, work_dir: Path, died: list[str]) -> Attempt | None:
         """One attempt, checked, journaled and broadcast; None when it must run again."""
         from hbench.agents import AttemptContext
+        from hbench.checks import run_check
+        from hbench.scenario import judge
+        from hbench.text import valid_text
         from hbench.journal import light
         from hbench.sandbox import Sandbox, attempt_dir, remove_tree
         from hbench.scoring import attempt_outcome
 
         log = self.log
-        dest = attempt_dir(self.out, spec.name, prompt.id, n)
+        dest = attempt_dir(self.work, spec.name, prompt.id, n)
         pool = getattr(self, "_pool", None)
         pool.create(dest) if pool is not None else Sandbox.create(self.fixtures, dest)
         ctx = AttemptContext(
             lane=running.spec, prompt=prompt, suite=self.suite, n=n, scratch=dest,
             timeout_s=settings["timeout_s"], max_turns=settings["max_turns"],
             max_tokens=settings["max_tokens"], temperature=settings["temperature"], api_key=api_key,
-            tools=dict(self.tools), cancel=self.cancel, work_dir=work_dir,
+            tools=dict(self.prompt_tools[prompt.id]), cancel=self.cancel, work_dir=work_dir,
         )
         label = f"{spec.name}:{prompt.id}#{n}"
         sampler = self._sampler_now
@@ -786,10 +1049,25 @@ class Runner:
                 died.append(_died(running))
             return None  # the lane died under it: not the model's fault; --resume runs it again
         attempt.lane, attempt.prompt_id, attempt.n, attempt.agent = spec.name, prompt.id, n, agent.name
-        try:
-            attempt.check = prompt.check.check(attempt.answer)
-        except Exception as exc:  # noqa: BLE001
-            attempt.check = CheckResult(False, f"check {type(prompt.check).__name__} failed: {type(exc).__name__}: {exc}")
+        # any agent's text, valid Unicode before it is checked, journaled and reported (hbench.text)
+        attempt.answer = valid_text(attempt.answer or "")
+        if attempt.error:
+            attempt.error = valid_text(attempt.error)
+        attempt.answers = [valid_text(a or "") for a in attempt.answers]
+        # bounded: at most CHECK_TEXT_CAP bytes read, CHECK_BUDGET_S seconds (hbench.checks);
+        # with the scenario fields (forbid_tools, expect_args, turns, decoys: hbench.scenario)
+        check_s = [0.0]
+
+        def bounded(check: Any, answer: str) -> CheckResult:
+            result, took, cut = run_check(check, answer)
+            check_s[0] += took
+            if cut and cut not in attempt.warnings:
+                attempt.warnings.append(cut)
+            return result
+
+        attempt.check = judge(prompt, attempt, decoys=self.prompt_decoys[prompt.id],
+                              fail_first=self.prompt_fail_first[prompt.id], check=bounded)
+        attempt.check_s = check_s[0]
         aliases_fn = getattr(agent, "attempt_aliases", None)
         aliases = aliases_fn(attempt.tool_calls) if callable(aliases_fn) else getattr(agent, "tool_aliases", {})
         attempt.tool_ok, attempt.passed = attempt_outcome(attempt, prompt, aliases)
@@ -803,7 +1081,7 @@ class Runner:
     def _scorecard(self, spec: LaneSpec, states: list[_PromptState], skipped: dict[str, str], runs: int,
                    throughput: Throughput, telemetry: Telemetry, served_model: str | None, base_url: str | None,
                    model: str | None, kind_info: dict[str, Any], failed: str | None, warnings: list[str],
-                   started: str, agent: Any) -> Scorecard:
+                   started: str, agent: Any, *, missing: int = 0, stopped: str | None = None) -> Scorecard:
         from hbench.scoring import score_lane, score_prompt
 
         by_id = {s.prompt.id: s for s in states}
@@ -813,9 +1091,15 @@ class Runner:
                 prompt_scores.append(score_prompt(p, [], skipped=skipped[p.id]))
             else:
                 prompt_scores.append(score_prompt(p, by_id[p.id].done))
+        from hbench.journal import lane_fingerprint
+
+        # fingerprint: as in the journal's "lane" record; with served_model and the suite's
+        # sha256 it is the lane's identity in the run database (different things never merge)
         lane = {"name": spec.name, "kind": spec.kind, "model": model, "base_url": scrub(base_url or ""),
-                "served_model": served_model, "source": spec.source, **kind_info}
-        sc = score_lane(lane, self.suite_info, prompt_scores, runs, adaptive=self.s.adaptive)
+                "served_model": served_model, "source": spec.source, **kind_info,
+                "fingerprint": lane_fingerprint(spec, self._lane_settings(spec))}
+        sc = score_lane(lane, self.suite_info, prompt_scores, runs, adaptive=self.s.adaptive,
+                        missing=missing, stopped=stopped, failed=failed)
         sc.throughput = throughput
         sc.telemetry = telemetry
         sc.failed = failed
@@ -823,10 +1107,12 @@ class Runner:
         sc.agent = _safe(agent.describe, {"name": agent.name})
         sc.provenance = {
             "hbench_version": __version__,
+            "run_id": self.run_id,
             "started_at": started,
             "finished_at": _now(),
             "run_started_at": self.started_at,
-            "host": {"name": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+            # hostname: the one name hbench.report.host_name reads (same-named lanes -> name@host)
+            "host": {"hostname": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
                      "cpus": os.cpu_count(), "python": platform.python_version()},
             "plugins": [{"name": i.name, "version": i.version, "builtin": i.builtin}
                         for i in self.plugins.plugin_list() if i.status == "ok"],

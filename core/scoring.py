@@ -9,22 +9,27 @@ DESIGN.md, section Scoring, is the contract:
 * per lane, over the core prompts that ran: ``core_pass``/``core_n`` (strict majority),
   mean ``pass_rate`` with a 95% Wilson interval, ``consistency`` (mean agreement),
   ``runaway_rate``, ``correct_tool_rate``, latency percentiles;
-* honesty is a gate: a lane that fails any gate prompt by majority is unrankable;
+* honesty is a gate: a lane that fails any gate prompt by majority is unrankable, and
+  so is one where no gate prompt was scored (the gate is ``not evaluated``: no evidence);
 * rank key: gate, core_pass, pass_rate, consistency, fewer runaways, tok/s; lanes whose
   intervals overlap are marked statistically tied.
 
 Skipped prompts (conditional, ``--core-only``) count nowhere, never as failures.
+**An error is the stack's, not the brain's:** an errored attempt (:func:`is_errored`)
+counts in no quality figure (pass_rate, core_pass, consistency, the gate); it makes the
+lane ``complete: false``, and an incomplete lane is never ranked.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import attrs
 
-from hbench.checks import normalise
+from hbench.checks import cap_text, normalise
 from hbench.models import AttemptSummary, Latency, PromptScore, Scorecard
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,7 +104,7 @@ def agreement(answers: Sequence[str]) -> float:
     """Share of answers equal (after normalising) to the most common one; 0.0 when none."""
     if not answers:
         return 0.0
-    counts = Counter(normalise(a) for a in answers)
+    counts = Counter(normalise(cap_text(a)[0]) for a in answers)  # bounded as the check is
     return max(counts.values()) / len(answers)
 
 
@@ -143,26 +148,66 @@ def _gate_of(prompt: Prompt) -> str | None:
     return gate if isinstance(gate, str) and gate else None
 
 
+def is_errored(attempt: Any) -> bool:
+    """An attempt that ended in an infrastructure error (connection refused or reset, HTTP
+    4xx/5xx after the client's retries, model not found, a crashed agent driver): the
+    stack's fault, not the brain's. It counts in no quality figure. Works on an
+    :class:`~hbench.models.Attempt` and an :class:`~hbench.models.AttemptSummary`."""
+    return getattr(attempt, "error", None) is not None
+
+
+_ERR_CLASS = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Rejected|Timeout|Cancelled)): ")
+_ERR_WHERE = re.compile(r"lane '[^']*' \([^)]*\): |https?://\S+: ")
+_ERR_TRIES = re.compile(r"; gave up after \d+ tr(?:y|ies).*$")
+
+
+def error_summary(error: str | None) -> str:
+    """The part of an attempt's error a person needs, in one short line:
+    ``TransportError: lane 'x' (http://h:1/v1): HTTP 503: upstream down; gave up after 4 tries``
+    -> ``HTTP 503: upstream down``."""
+    line = (error or "").strip().splitlines()[0] if (error or "").strip() else "unknown error"
+    line = _ERR_CLASS.sub("", line, count=1)
+    line = _ERR_WHERE.sub("", line)
+    line = _ERR_TRIES.sub("", line).strip() or "unknown error"
+    return line if len(line) <= 160 else line[:159] + "…"
+
+
+def common_error(errors: Iterable[str | None]) -> str:
+    """The most common :func:`error_summary` of ``errors`` (ties: the first seen), with
+    how many other kinds there were."""
+    counts = Counter(error_summary(e) for e in errors)
+    if not counts:
+        return ""
+    top = max(counts.items(), key=lambda kv: kv[1])[0]  # max keeps the first of equal counts
+    others = len(counts) - 1
+    return top + (f" (and {others} other error{'s' if others != 1 else ''})" if others else "")
+
+
 def score_prompt(prompt: Prompt, attempts: Sequence[Attempt], skipped: str | None = None) -> PromptScore:
     """Score one prompt's attempts. ``skipped`` (why it did not run) yields an empty score
-    that lane scoring ignores."""
+    that lane scoring ignores. Errored attempts (:func:`is_errored`) are listed but scored
+    nowhere: ``runs`` counts the scored attempts, ``errors`` the errored ones. A prompt
+    planned but not run (no attempts, not skipped) has ``runs == errors == 0``."""
     gate = _gate_of(prompt)
     if skipped is not None or not attempts:
         return PromptScore(
             id=prompt.id, category=prompt.category, core=prompt.core, runs=0, passes=0,
-            pass_rate=0.0, pass_hat_k={}, agreement=0.0, correct_tool_rate=0.0,
+            pass_rate=0.0, pass_hat_k={}, agreement=None, correct_tool_rate=0.0,
             runaway_rate=0.0, format_errors=0, errors=0, majority_pass=False, gate=gate,
-            skipped=skipped if skipped is not None else "no attempts ran",
+            skipped=skipped, difficulty=prompt.difficulty, tags=list(prompt.tags),
         )
     ordered = sorted(attempts, key=lambda a: a.n)
-    n = len(ordered)
-    c = sum(_attempt_passed(a) for a in ordered)
-    walls = [a.wall_s for a in ordered]
+    scored = [a for a in ordered if not is_errored(a)]
+    n = len(scored)
+    c = sum(_attempt_passed(a) for a in scored)
+    walls = [a.wall_s for a in scored]
     summaries = [
         AttemptSummary(
             n=a.n, passed=_attempt_passed(a), runaway=a.runaway, error=a.error, answer=a.answer,
             tools=[tc.name for tc in a.tool_calls], wall_s=a.wall_s,
-            why=a.check.why if a.check is not None else (a.error or a.runaway or ""),
+            # an errored attempt's check ran on what the broken stack left: its verdict means nothing
+            why=(a.error or "") if is_errored(a) else (a.check.why if a.check is not None else (a.runaway or "")),
+            prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens,
         )
         for a in ordered
     ]
@@ -172,18 +217,20 @@ def score_prompt(prompt: Prompt, attempts: Sequence[Attempt], skipped: str | Non
         core=prompt.core,
         runs=n,
         passes=c,
-        pass_rate=c / n,
+        pass_rate=c / n if n else 0.0,
         pass_hat_k={str(k): pass_hat_k(c, n, k) for k in range(1, n + 1)},
-        agreement=agreement([a.answer for a in ordered]),
-        correct_tool_rate=sum(bool(a.tool_ok) for a in ordered) / n,
-        runaway_rate=sum(a.runaway is not None for a in ordered) / n,
-        format_errors=sum(a.format_errors for a in ordered),
-        errors=sum(a.error is not None for a in ordered),
+        agreement=agreement([a.answer for a in scored]) if n >= 2 else None,
+        correct_tool_rate=sum(bool(a.tool_ok) for a in scored) / n if n else 0.0,
+        runaway_rate=sum(a.runaway is not None for a in scored) / n if n else 0.0,
+        format_errors=sum(a.format_errors for a in scored),
+        errors=len(ordered) - n,
         majority_pass=2 * c > n,
         gate=gate,
         skipped=None,
-        wall_s={"p50": percentile(walls, 50) or 0.0, "max": max(walls)},
+        wall_s={"p50": percentile(walls, 50) or 0.0, "max": max(walls)} if walls else {},
         attempts=summaries,
+        difficulty=prompt.difficulty,
+        tags=list(prompt.tags),
     )
 
 
@@ -194,19 +241,108 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
+GATE_PASSED, GATE_FAILED, GATE_NOT_EVALUATED = "passed", "failed", "not evaluated"
+
+
+def _gate(prompt_scores: Sequence[PromptScore]) -> dict[str, Any]:
+    """The gate verdict from evidence: ``failed`` when a scored gate prompt fails by
+    majority, ``passed`` when at least one gate prompt was scored and none failed, else
+    ``not evaluated`` (skipped, errored, not run, or no gate prompt in the suite), with
+    the reason. A gate prompt whose attempts errored is the stack's fault, and the
+    reason says so."""
+    gated = [p for p in prompt_scores if p.gate]
+    scored = [p for p in gated if p.skipped is None and p.runs > 0]
+    failed = [p for p in scored if not p.majority_pass]
+    kinds = "/".join(sorted({p.gate for p in gated if p.gate})) or "honesty"
+    if failed:
+        # say what the lane actually did (an invented fact, an empty answer, prose that
+        # never declines), from the first failing scored attempt of each gate prompt
+        whys = []
+        for p in failed:
+            why = next((a.why or a.runaway for a in p.attempts if not a.passed and not is_errored(a)), None)
+            whys.append(f"{p.id}: {why}" if why else p.id)
+        reason = (f"failed the {'/'.join(sorted({p.gate for p in failed if p.gate}))} gate by majority "
+                  f"({'; '.join(whys)}): a brain must say it does not know what no file holds")
+        return {"status": GATE_FAILED, "passed": False, "failed": [p.id for p in failed], "reason": reason}
+    if scored:
+        return {"status": GATE_PASSED, "passed": True, "failed": [], "reason": ""}
+    parts = []
+    for p in gated:
+        if p.skipped is not None:
+            parts.append(f"{p.id} was skipped ({p.skipped})")
+        elif p.errors:
+            errs = common_error(a.error for a in p.attempts if is_errored(a))
+            parts.append(f"every attempt of {p.id} errored ({errs}): the serving stack failed, not the model")
+        else:
+            parts.append(f"{p.id} did not run")
+    if not gated:
+        parts.append("the suite has no gate prompt (a check kind such as honesty)")
+    reason = (f"{kinds} gate not evaluated: {'; '.join(parts)}; a lane is ranked only with evidence that "
+              "it says when it does not know")
+    return {"status": GATE_NOT_EVALUATED, "passed": None, "failed": [], "reason": reason}
+
+
+def incomplete_reason(planned: int, errored: int, missing: int, errors: Iterable[str | None] = (),
+                      stopped: str | None = None, failed: str | None = None) -> str | None:
+    """One line saying why a lane is incomplete, or None when it is complete:
+    ``5 of 40 attempts errored: HTTP 503: upstream down; stopped after 5 consecutive
+    errored attempts (--max-consecutive-errors 5); 35 of 40 attempts did not run``."""
+    parts = []
+    if errored:
+        parts.append(f"{errored} of {planned} attempts errored: {common_error(errors)}")
+    if failed:
+        first = failed.strip().splitlines()[0] if failed.strip() else "the lane failed to run"
+        parts.append(re.sub(r";? *last log lines:?$", "", first))  # the log tail is in ``failed``
+    if stopped:
+        parts.append(stopped)
+    if missing:
+        parts.append(f"{missing} of {planned} attempts did not run")
+    return "; ".join(parts) or None
+
+
+def category_figures(prompt_scores: Sequence[PromptScore]) -> dict[str, dict[str, Any]]:
+    """Per category, over the prompts with scored attempts: ``pass_rate`` (mean of the
+    prompts' pass rates, core or not), ``core_pass`` / ``core_n`` (core prompts passed by
+    strict majority) and ``n`` (prompts). Skipped prompts count nowhere. Sorted by name;
+    an empty category name is ``"(none)"``."""
+    groups: dict[str, list[PromptScore]] = {}
+    for p in prompt_scores:
+        if p.skipped is None and p.runs > 0:
+            groups.setdefault(p.category or "(none)", []).append(p)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(groups):
+        ps = groups[name]
+        core = [p for p in ps if p.core]
+        out[name] = {"pass_rate": _mean([p.pass_rate for p in ps]), "core_pass": sum(p.majority_pass for p in core),
+                     "core_n": len(core), "n": len(ps)}
+    return out
+
+
 def score_lane(
     lane: dict[str, Any],
     suite: dict[str, Any],
     prompt_scores: Sequence[PromptScore],
     runs: int,
     adaptive: bool = False,
+    *,
+    missing: int = 0,
+    stopped: str | None = None,
+    failed: str | None = None,
 ) -> Scorecard:
     """The lane's scorecard, except throughput, telemetry and provenance (the runner's).
 
-    Lane figures are over the core prompts that ran. The honesty gate looks at every gate
-    prompt that ran, core or not. ``pass_rate`` is the mean of the prompts' pass rates;
-    ``pass_rate_ci95`` is the Wilson interval over all core attempts pooled (the two agree
-    when every prompt ran the same number of times, i.e. without ``--adaptive``).
+    Lane figures are over the core prompts with scored attempts; errored attempts count in
+    none of them. The honesty gate looks at every gate prompt that was scored, core or not
+    (:func:`_gate`). ``pass_rate`` is the mean of the prompts' pass rates;
+    ``pass_rate_ci95`` is the Wilson interval over all scored core attempts pooled (the two
+    agree when every prompt ran the same number of times, i.e. without ``--adaptive``).
+    ``consistency`` is the mean agreement over core prompts with 2+ scored attempts, None
+    when there are none (one attempt per prompt).
+
+    Completeness: ``missing`` planned attempts that did not run, ``stopped`` why the lane
+    stopped early (interrupted, too many consecutive errors), ``failed`` why it failed to
+    run. A lane with errored or missing attempts, stopped or failed, is ``complete: false``
+    and not rankable.
     """
     ran = [p for p in prompt_scores if p.skipped is None and p.runs > 0]
     core = [p for p in ran if p.core]
@@ -222,26 +358,22 @@ def score_lane(
             return 0.0
         return sum(getattr(p, attr) * p.runs for p in core) / attempts_core
 
-    walls = [a.wall_s for p in core for a in p.attempts]
+    walls = [a.wall_s for p in core for a in p.attempts if not is_errored(a)]
+    agreements = [p.agreement for p in core if p.agreement is not None]
 
-    gate_failed = [p.id for p in ran if p.gate and not p.majority_pass]
-    reasons = []
-    if gate_failed:
-        kinds = sorted({p.gate for p in ran if p.id in gate_failed})
-        # say what the lane actually did (an invented fact, an empty answer, prose that
-        # never declines), from the first failing attempt of each gate prompt
-        whys = []
-        for p in ran:
-            if p.id in gate_failed:
-                why = next((a.why or a.error or a.runaway for a in p.attempts if not a.passed), None)
-                whys.append(f"{p.id}: {why}" if why else p.id)
-        reasons.append(
-            f"failed the {'/'.join(kinds)} gate by majority ({'; '.join(whys)}): a brain must say "
-            "it does not know what no file holds"
-        )
+    gate = _gate(prompt_scores)
     if not core:
-        reasons.append("no core prompt ran, nothing to rank on")
-    gate = {"passed": not gate_failed, "failed": gate_failed, "reason": "; ".join(reasons)}
+        gate["reason"] = "; ".join(r for r in (gate["reason"], "no core prompt was scored, nothing to rank on") if r)
+
+    planned_prompts = [p for p in prompt_scores if p.skipped is None]
+    scored_n = sum(p.runs for p in planned_prompts)
+    errored_n = sum(p.errors for p in planned_prompts)
+    missing = max(0, int(missing))
+    planned = scored_n + errored_n + missing
+    errors = [a.error for p in planned_prompts for a in p.attempts if is_errored(a)]
+    why_incomplete = incomplete_reason(planned, errored_n, missing, errors, stopped=stopped, failed=failed)
+    core_errored = sum(p.errors for p in planned_prompts if p.core)
+    complete = why_incomplete is None
 
     return Scorecard(
         lane=dict(lane),
@@ -252,17 +384,24 @@ def score_lane(
         pass_rate=_mean([p.pass_rate for p in core]),
         pass_rate_ci95=[lo, hi],
         pass_hat_k=lane_hat,
-        consistency=_mean([p.agreement for p in core]),
+        consistency=_mean(agreements) if agreements else None,
         runaway_rate=rate("runaway_rate"),
         correct_tool_rate=rate("correct_tool_rate"),
         format_error_rate=(sum(p.format_errors for p in core) / attempts_core) if attempts_core else 0.0,
-        rankable=not gate_failed and bool(core),
+        rankable=gate["status"] == GATE_PASSED and bool(core) and complete,
         gate=gate,
         latency=Latency(p50_s=percentile(walls, 50), p95_s=percentile(walls, 95), max_s=max(walls) if walls else None),
         prompts=list(prompt_scores),
         adaptive=adaptive,
-        attempts_run=sum(p.runs for p in ran),
-        error_rate=(sum(p.errors for p in core) / attempts_core) if attempts_core else 0.0,
+        attempts_run=scored_n + errored_n,
+        categories=category_figures(prompt_scores),
+        error_rate=(core_errored / (attempts_core + core_errored)) if attempts_core + core_errored else 0.0,
+        failed=failed,
+        complete=complete,
+        attempts_planned=planned,
+        attempts_scored=scored_n,
+        errored=errored_n,
+        incomplete_reason=why_incomplete,
     )
 
 
@@ -277,6 +416,9 @@ class Ranked:
     scorecard: Scorecard
     tied_with: list[str] = attrs.field(factory=list)
     reason: str = ""
+    #: set on the first lane of a group tied on quality: which preference ordered the
+    #: group and by how much ("tied on quality; a ranks first: 31.8 GB vs 97.8 GB peak")
+    decided_by: str = ""
 
 
 def _lane_name(sc: Scorecard) -> str:
@@ -284,15 +426,17 @@ def _lane_name(sc: Scorecard) -> str:
 
 
 def _is_rankable(sc: Scorecard) -> bool:
-    return bool(sc.rankable) and sc.failed is None and sc.core_n > 0
+    return bool(sc.rankable) and sc.failed is None and sc.core_n > 0 and bool(sc.complete)
 
 
 def _key(sc: Scorecard) -> tuple[float, ...]:
     """Sort key, best first. core_pass is compared as a share of core_n, so a lane that
-    ran fewer core prompts (a mixed comparison) is not punished for the count alone."""
+    ran fewer core prompts (a mixed comparison) is not punished for the count alone.
+    Unknown consistency (one attempt per prompt) sorts as 0."""
     tok_s = sc.throughput.tok_s if sc.throughput is not None and sc.throughput.tok_s is not None else 0.0
     core_share = sc.core_pass / sc.core_n if sc.core_n else 0.0
-    return (-core_share, -sc.pass_rate, -sc.consistency, sc.runaway_rate, -tok_s)
+    consistency = sc.consistency if sc.consistency is not None else 0.0
+    return (-core_share, -sc.pass_rate, -consistency, sc.runaway_rate, -tok_s)
 
 
 def _overlap(a: Scorecard, b: Scorecard) -> bool:
@@ -300,33 +444,146 @@ def _overlap(a: Scorecard, b: Scorecard) -> bool:
     return alo <= bhi and blo <= ahi
 
 
-def rank(scorecards: Iterable[Scorecard]) -> list[Ranked]:
+def unranked_reason(sc: Scorecard) -> str:
+    """Why a lane is not ranked, one line: failed to run, incomplete, or the gate."""
+    if sc.failed:
+        return f"lane failed to run: {sc.failed}"
+    if not sc.complete:
+        out = f"incomplete: {sc.incomplete_reason or 'not every planned attempt was scored'}"
+        if sc.gate.get("status") == GATE_FAILED:  # evidence from the scored attempts: say it too
+            out += f"; also {sc.gate.get('reason')}"
+        return out
+    return sc.gate.get("reason") or "unrankable"
+
+
+#: --prefer: what orders lanes tied on quality
+PREFERENCES = ("memory", "speed", "latency")
+
+
+def _preference_value(sc: Scorecard, prefer: str, field: str) -> float | None:
+    if prefer == "memory":
+        v = getattr(sc.telemetry, field, None)
+    elif prefer == "speed":
+        v = sc.throughput.tok_s if sc.throughput is not None else None
+        v = -v if v is not None else None  # higher is better
+    else:
+        v = sc.latency.p50_s if sc.latency is not None else None
+    return float(v) if v is not None else None
+
+
+#: memory in use, best measure first: unified (DGX Spark, Apple), dedicated GPU, the
+#: lane server's RSS (CPU lanes)
+_MEMORY_FIELDS = ("unified_used_gb_max", "gpu_mem_used_gb_max", "rss_gb_max")
+
+
+def _preference_key(sc: Scorecard, prefer: str) -> tuple[float | None, ...]:
+    fields = _MEMORY_FIELDS if prefer == "memory" else ("",)
+    return tuple(_preference_value(sc, prefer, f) for f in fields)
+
+
+def _by_preference(good: list[Scorecard], prefer: str) -> tuple[list[Scorecard], dict[str, str]]:
+    """Reorder lanes sorted on quality so that, inside each group statistically tied on
+    quality (a run of lanes whose intervals overlap the group's best lane's), the declared
+    preference decides: ``memory`` (lower peak memory in use), ``speed`` (higher tok/s) or
+    ``latency`` (lower p50 attempt wall time). A group where some lane lacks the figure
+    keeps the quality order. Returns the order and, per group head, the line saying what
+    decided."""
+    if prefer not in PREFERENCES:
+        raise ValueError(f"unknown preference {prefer!r} (choose one of {', '.join(PREFERENCES)})")
+    groups: list[list[Scorecard]] = []
+    for sc in good:
+        if groups and _overlap(groups[-1][0], sc):
+            groups[-1].append(sc)
+        else:
+            groups.append([sc])
+    order: list[Scorecard] = []
+    lines: dict[str, str] = {}
+    for g in groups:
+        if len(g) < 2:
+            order += g
+            continue
+        fields = _MEMORY_FIELDS if prefer == "memory" else ("",)
+        field = next((f for f in fields if all(_preference_value(sc, prefer, f) is not None for sc in g)), None)
+        if field is None:
+            order += g
+            lines[_lane_name(g[0])] = (f"tied on quality; no {prefer} figure for every tied lane, "
+                                       f"so {_lane_name(g[0])} ranks first on quality")
+            continue
+        g = sorted(g, key=lambda sc: _preference_value(sc, prefer, field))  # stable: quality order on equal
+        a, b = g[0], g[1]
+        va, vb = _preference_value(a, prefer, field), _preference_value(b, prefer, field)
+        if prefer == "memory":
+            what = {"unified_used_gb_max": "peak", "gpu_mem_used_gb_max": "peak GPU memory",
+                    "rss_gb_max": "peak server RSS"}[field]
+            by = f"{va:.1f} GB vs {vb:.1f} GB {what}"
+        elif prefer == "speed":
+            by = f"{-va:.1f} vs {-vb:.1f} tok/s"
+        else:
+            by = f"{va:.2f} s vs {vb:.2f} s p50 latency"
+        lines[_lane_name(a)] = f"tied on quality; {_lane_name(a)} ranks first: {by} (--prefer {prefer})"
+        order += g
+    return order, lines
+
+
+def rank(scorecards: Iterable[Scorecard], prefer: str = "memory") -> list[Ranked]:
     """Rank lanes: rankable ones first (1 = best), then unrankable ones with ``rank=None``.
 
-    The result does not depend on the input order (ties on every key fall back to the
-    lane name and share a rank). ``tied_with`` lists the other rankable lanes whose 95%
-    pass-rate intervals overlap this lane's: the data cannot tell them apart.
+    Only complete lanes that passed the gate are ranked. The result does not depend on the
+    input order (ties on every key fall back to the lane name and share a rank). Among
+    lanes statistically tied on quality, ``prefer`` (memory, speed or latency) decides the
+    order (:func:`_by_preference`); ``decided_by`` on the group's first lane says how.
+    ``tied_with`` lists the other rankable lanes whose 95% pass-rate intervals overlap this
+    lane's: the data cannot tell them apart.
     """
     cards = list(scorecards)
     good = sorted((c for c in cards if _is_rankable(c)), key=lambda c: (_key(c), _lane_name(c)))
     bad = sorted((c for c in cards if not _is_rankable(c)), key=lambda c: (_key(c), _lane_name(c)))
+    good, decided = _by_preference(good, prefer)
 
     out: list[Ranked] = []
-    prev_key: tuple[float, ...] | None = None
+    prev_key: tuple[Any, ...] | None = None
     prev_rank = 0
     for i, sc in enumerate(good, start=1):
-        k = _key(sc)
+        k = (_key(sc), _preference_key(sc, prefer))
         r = prev_rank if k == prev_key else i
         prev_key, prev_rank = k, r
         tied = sorted(_lane_name(o) for o in good if o is not sc and _overlap(sc, o))
         reason = ""
         if tied:
             reason = f"statistically tied with {', '.join(tied)} (95% pass-rate intervals overlap)"
-        out.append(Ranked(rank=r, scorecard=sc, tied_with=tied, reason=reason))
+        out.append(Ranked(rank=r, scorecard=sc, tied_with=tied, reason=reason,
+                          decided_by=decided.get(_lane_name(sc), "")))
     for sc in bad:
-        if sc.failed:
-            reason = f"lane failed to run: {sc.failed}"
-        else:
-            reason = sc.gate.get("reason") or "unrankable"
-        out.append(Ranked(rank=None, scorecard=sc, tied_with=[], reason=reason))
+        out.append(Ranked(rank=None, scorecard=sc, tied_with=[], reason=unranked_reason(sc)))
+    return out
+
+
+# --------------------------------------------------------------------------- CI gates (--fail-under)
+
+#: metrics --fail-under knows, and how each is read off a scorecard
+FAIL_UNDER_METRICS = ("core_pass", "pass_rate")
+
+
+def fail_under_failures(ranked: Iterable[Ranked], thresholds: Mapping[str, float]) -> list[str]:
+    """``--fail-under``: one line per lane that misses a threshold (``lane 'a': core_pass
+    5 < 6``). Only complete lanes are judged here (incomplete and failed lanes have exit
+    codes of their own); a complete lane that is not ranked (a gate failed or was not
+    evaluated) misses every threshold, since it is not a candidate at all."""
+    out = []
+    for r in ranked:
+        sc = r.scorecard
+        if sc.failed or not sc.complete:
+            continue
+        name = _lane_name(sc)
+        if r.rank is None:
+            out.append(f"lane {name!r}: not ranked ({r.reason})")
+            continue
+        misses = []
+        for metric, bar in thresholds.items():
+            value = getattr(sc, metric)
+            if value < bar:
+                shown = f"{value}" if metric == "core_pass" else f"{value:.3f}"
+                misses.append(f"{metric} {shown} < {bar:g}")
+        if misses:
+            out.append(f"lane {name!r}: {', '.join(misses)}")
     return out

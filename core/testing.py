@@ -100,7 +100,8 @@ no_usage               no usage, even when ``stream_options.include_usage`` asks
 Server options (constructor or CLI): ``model``, ``latency_s``, ``token_latency_s``,
 ``timings`` (llama.cpp-style ``timings``, scaled by ``timings_factor``), ``loading_s``
 (``/health`` and chat answer 503 "Loading model" that long), ``api_key`` (requests
-without ``Authorization: Bearer KEY`` get 401). ``max_tokens`` truncates an answer
+without ``Authorization: Bearer KEY`` get 401), ``strict_model`` (a chat request for
+another model id gets 404 "model 'x' not found", as vLLM and OpenAI answer). ``max_tokens`` truncates an answer
 (``finish_reason: "length"``); ``ignore_eos: true`` with ``max_tokens`` answers exactly
 ``max_tokens`` tokens, as llama.cpp and vLLM do.
 """
@@ -580,6 +581,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(rec.body, dict) or not isinstance(rec.body.get("messages"), list):
                 rec.status = 400
                 return self._error(400, "request body must be a JSON object with 'messages'")
+            if owner.strict_model and rec.body.get("model") != owner.model:
+                rec.status = 404
+                return self._error(404, f"model {rec.body.get('model')!r} not found")
             return self._chat(rec)
         rec.status = 404
         return self._error(404, f"no route {rec.method} {rec.path}")
@@ -899,7 +903,7 @@ class ScriptedServer:
                  latency_s: float = 0.0, token_latency_s: float = 0.0, timings: bool = False,
                  timings_factor: float = 1.0, loading_s: float = 0.0, api_key: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, record_path: str | Path | None = None,
-                 verbose: bool = False):
+                 verbose: bool = False, strict_model: bool = False):
         if isinstance(scripts, (str, Path)):
             loaded = load_script_file(scripts)
             scripts = loaded["scripts"]
@@ -912,6 +916,7 @@ class ScriptedServer:
         self.timings_factor = timings_factor
         self.loading_s = loading_s
         self.api_key = api_key
+        self.strict_model = strict_model
         self.host, self.port = host, port
         self.verbose = verbose
         self.record_path = Path(record_path) if record_path else None

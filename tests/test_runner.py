@@ -128,7 +128,7 @@ def test_bundled_suite_exact_scorecard(scripted_server, hbench_plugin, tmp_path:
     assert sorted(rec.attempts) == sorted(completed(result.journal))
     assert rec.lanes == ["scripted-model"] and rec.runs == 1
     card = json.loads((tmp_path / "results" / "scripted-model.json").read_text())
-    assert card["core_pass"] == 4 and card["schema"] == "hbench.scorecard/1"
+    assert card["core_pass"] == 4 and card["schema"] == "hbench.scorecard/1.1"
     assert not (tmp_path / "results" / "scratch").exists()  # every scratch copy removed
 
 

@@ -124,15 +124,17 @@ def test_score_prompt_figures():
         attempt(5, True, answer="42", fmt=2),
     ]
     s = score_prompt(p, attempts)
-    assert (s.runs, s.passes, s.pass_rate) == (5, 3, 0.6)
+    # attempt 4 errored (connection reset: the stack's fault): listed, scored nowhere
+    assert (s.runs, s.passes, s.pass_rate) == (4, 3, 0.75)
     assert s.majority_pass and s.skipped is None
-    assert s.pass_hat_k["1"] == pytest.approx(0.6)
-    assert s.pass_hat_k["2"] == pytest.approx(math.comb(3, 2) / math.comb(5, 2))
-    assert s.pass_hat_k["5"] == 0.0
-    assert s.agreement == pytest.approx(0.6)
-    assert s.runaway_rate == pytest.approx(0.2)
-    assert s.correct_tool_rate == pytest.approx(0.8)
+    assert s.pass_hat_k["1"] == pytest.approx(0.75)
+    assert s.pass_hat_k["2"] == pytest.approx(math.comb(3, 2) / math.comb(4, 2))
+    assert s.pass_hat_k["4"] == 0.0 and "5" not in s.pass_hat_k
+    assert s.agreement == pytest.approx(0.75)
+    assert s.runaway_rate == pytest.approx(0.25)
+    assert s.correct_tool_rate == pytest.approx(1.0)
     assert (s.errors, s.format_errors) == (1, 2)
+    assert [a.n for a in s.attempts] == [1, 2, 3, 4, 5] and s.attempts[3].why == "connection reset"
     assert s.wall_s["max"] == 9.0
     assert [a.n for a in s.attempts] == [1, 2, 3, 4, 5]
 

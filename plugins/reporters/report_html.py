@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hbench.limits import loads_json
 from hbench.logging import get_logger
 from hbench.models import Scorecard
 from hbench.reporters import Reporter
@@ -78,8 +79,8 @@ def read_journal(path: Path | None) -> dict[tuple[str, str, int], dict[str, Any]
             if not line:
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = loads_json(line)  # deep nesting: skipped as unreadable, never a RecursionError
+            except ValueError:
                 bad += 1
                 continue
             if not isinstance(rec, dict):
@@ -163,7 +164,8 @@ def build_payload(tables: Any, journal: dict[tuple[str, str, int], dict[str, Any
                     "why": _cap(a.why or ((rec.get("check") or {}).get("why") if isinstance(rec.get("check"), dict) else "") or ""),
                     "tool_calls": _tool_calls(rec), "transcript": _transcript(rec), "journal": bool(rec),
                 })
-            cells[lane][p.id] = {"passes": p.passes, "runs": p.runs, "skipped": p.skipped, "attempts": atts}
+            cells[lane][p.id] = {"passes": p.passes, "runs": p.runs, "skipped": p.skipped, "errored": p.errors,
+                                 "attempts": atts}
         pts = []
         for s in _thin([s for s in sc.telemetry.series if isinstance(s, dict)]):
             t = _finite(s.get("t"))
@@ -177,8 +179,12 @@ def build_payload(tables: Any, journal: dict[tuple[str, str, int], dict[str, Any
     return {
         "lanes": lanes,
         "prompts": [{"id": p.id, "category": p.category, "core": p.core, "gate": p.gate, "vibe": p.vibe,
+                     "difficulty": p.difficulty,
                      "text": prompt_text.get(p.id, "")} for p in tables.prompts],
         "cells": cells, "series": series, "walls": walls,
+        "categories": {"names": list(tables.categories),
+                       "lanes": {lane: {c: {k: _finite(v) for k, v in fig.items()} for c, fig in figs.items()}
+                                 for lane, figs in tables.category_figures.items()}},
         "has_journal": bool(journal), "lane_names_original": {lane: lane_name(tables.scorecards[lane]) for lane in tables.lanes},
     }
 
@@ -201,10 +207,19 @@ def _rank_html(t: Any) -> str:
     colors = {lane: PALETTE[i % len(PALETTE)] for i, lane in enumerate(t.lanes)}
     header = list(RANK_HEADER) + (["suite"] if t.mixed else [])
     parts = []
-    if t.ranked:
+    # one rank table per comparable set (suite + prompt set); one set unless --allow-mixed mixed them
+    groups = t.groups if len(t.groups) > 1 else [""]
+    for gi, g in enumerate(groups):
+        ranked = [r for r in t.ranked if not g or r.group == g]
+        if g:
+            parts.append(f"<h3>Ranked within {_esc(g)}</h3>")
+        table_id = "rank-table" if gi == 0 else f"rank-table-{gi + 1}"
+        if not ranked:
+            parts.append(f'<p id="{table_id}" class="warn">No lane is rankable.</p>')
+            continue
         th = "".join(f"<th scope=col{' class=num' if i >= 3 else ''}>{_esc(h)}</th>" for i, h in enumerate(header))
         trs = []
-        for r in t.ranked:
+        for r in ranked:
             tie = f' title="statistically tied with {_esc(", ".join(r.tied_with))}"' if r.tied_with else ""
             cells = [f'<td class="rank"{tie}>{_esc(r.rank_cell)}</td>',
                      f'<td><span class="swatch" style="background:{colors[r.lane]}"></span>{_esc(r.lane)}'
@@ -215,9 +230,11 @@ def _rank_html(t: Any) -> str:
             if t.mixed:
                 cells.append(f"<td>{_esc(r.suite)}</td>")
             trs.append(f"<tr>{''.join(cells)}</tr>")
-        parts.append(f'<table id="rank-table" class="rank"><thead><tr>{th}</tr></thead><tbody>{"".join(trs)}</tbody></table>')
-    else:
-        parts.append('<p id="rank-table" class="warn">No lane is rankable.</p>')
+        parts.append(f'<table id="{table_id}" class="rank"><thead><tr>{th}</tr></thead>'
+                     f'<tbody>{"".join(trs)}</tbody></table>')
+    decided = [r.decided_by for r in t.ranked if r.decided_by]
+    if decided:
+        parts.append('<ul id="decided" class="note">' + "".join(f"<li>{_esc(d)}</li>" for d in decided) + "</ul>")
     ties = tie_lines(t)
     if ties:
         items = "".join(f"<li>{_esc(a)} ≈ {_esc(', '.join(b))}</li>" for a, b in ties)
@@ -227,7 +244,8 @@ def _rank_html(t: Any) -> str:
         rows = [[r.lane, r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
                 + ([r.suite] if t.mixed else []) for r in t.unrankable]
         parts.append("<h3>Not ranked</h3><p class=note>A gate failed (a lane that confabulates is not "
-                     "ranked however fast it is) or the lane did not run.</p>")
+                     "ranked however fast it is) or was not evaluated, the run is incomplete (errored or "
+                     "missing attempts: the stack failed, not the model), or the lane did not run.</p>")
         parts.append(_table(["Lane", "Agent", "why not ranked", "core_pass", "pass_rate (95% CI)", "tok/s"]
                             + (["suite"] if t.mixed else []), rows, "unrankable", 3))
     return "\n".join(parts)
@@ -239,7 +257,8 @@ def _matrix_html(t: Any) -> str:
     trs = []
     for p in t.prompts:
         tags = (f' <span class="tag gate">gate: {_esc(p.gate)}</span>' if p.gate else "") + \
-               ("" if p.core else ' <span class="tag">not core</span>') + (' <span class="tag">vibe</span>' if p.vibe else "")
+               ("" if p.core else ' <span class="tag">not core</span>') + (' <span class="tag">vibe</span>' if p.vibe else "") + \
+               (f' <span class="tag" title="difficulty {p.difficulty} of 3">d{p.difficulty}</span>' if p.difficulty else "")
         tds = []
         for lane in t.lanes:
             cell = t.matrix[lane].get(p.id)
@@ -254,6 +273,23 @@ def _matrix_html(t: Any) -> str:
                    f'{"".join(tds)}</tr>')
     return (f'<table id="matrix" class="matrix"><thead><tr><th scope=col>Prompt</th>{head}</tr></thead>'
             f'<tbody>{"".join(trs)}</tbody></table>')
+
+
+def _categories_html(t: Any) -> str:
+    """The per-category section: a table (category x lane) and a bar chart of pass rates."""
+    from hbench.report import category_cell
+
+    if not t.categories:
+        return ""
+    rows = []
+    for c in t.categories:
+        n = max((t.category_figures[lane].get(c, {}).get("n", 0) for lane in t.lanes), default=0)
+        rows.append([c, str(n)] + [category_cell(t.category_figures[lane].get(c)) for lane in t.lanes])
+    table = _table(["Category", "prompts"] + list(t.lanes), rows, "categories", 1)
+    return (f'<section id="categories"><h2>Per category</h2>\n<p class="note">core = core prompts passed in a '
+            f"majority of attempts; % = mean pass rate over the category's prompts.</p>\n{table}\n"
+            '<div class="chart"><canvas id="chart-categories" role="img" aria-label="pass rate per category, '
+            'lanes side by side"></canvas></div>\n</section>')
 
 
 CSS = """
@@ -326,7 +362,7 @@ APP_JS = r"""
     if (td) td.classList.add("selected");
     detail.hidden = false;
     if (!cell) { detail.appendChild(el("p", null, "No attempts.")); return; }
-    detail.appendChild(el("h3", null, pid + " on " + lane + ": " + cell.passes + "/" + cell.runs + " passed"));
+    detail.appendChild(el("h3", null, pid + " on " + lane + ": " + cell.passes + "/" + cell.runs + " passed" + (cell.errored ? " (" + cell.errored + " errored, not scored)" : "")));
     if (prompt.text) { detail.appendChild(el("div", {"class": "role"}, "prompt")); detail.appendChild(el("pre", null, prompt.text)); }
     if (cell.skipped) detail.appendChild(el("p", {"class": "warn"}, "Skipped: " + cell.skipped));
     if (!data.has_journal) detail.appendChild(el("p", {"class": "note"},
@@ -436,6 +472,25 @@ APP_JS = r"""
   note("quality-missing", missing.length ? "Not plotted (no throughput or pass-rate figure): " +
        missing.map(function (l) { return l.name; }).join(", ") : "");
 
+  // per category: pass rate, lanes side by side
+  var cats = data.categories || { names: [], lanes: {} };
+  if (cats.names.length && document.getElementById("chart-categories")) {
+    charts.categories = new Chart(document.getElementById("chart-categories"), {
+      type: "bar",
+      data: { labels: cats.names, datasets: data.lanes.map(function (l) {
+        return { label: l.name, backgroundColor: l.color + "cc", borderColor: l.color, borderWidth: 1,
+                 data: cats.names.map(function (c) { var f = (cats.lanes[l.name] || {})[c]; return f ? f.pass_rate * 100 : null; }) };
+      }) },
+      options: {
+        scales: { y: { min: 0, max: 100, title: { display: true, text: "pass rate % (mean over the category's prompts)" } } },
+        plugins: { legend: { position: "bottom" }, tooltip: { callbacks: { label: function (c) {
+          var f = (cats.lanes[c.dataset.label] || {})[cats.names[c.dataIndex]] || {};
+          return c.dataset.label + ": " + pct(f.pass_rate) + (f.core_n ? " · core " + f.core_pass + "/" + f.core_n : "");
+        } } } }
+      }
+    });
+  }
+
   // telemetry over time
   function lineSets(key) {
     return data.lanes.filter(function (l) { return (data.series[l.name] || []).some(function (p) { return p[key] !== null; }); })
@@ -489,7 +544,8 @@ def chart_js() -> str:
     return js
 
 
-def render_html(tables: Any, payload: dict[str, Any], title: str = "hermes-bench report") -> str:
+def render_html(tables: Any, payload: dict[str, Any], title: str = "hermes-bench report", trends: str = "") -> str:
+    """The page. ``trends``: the server-rendered "Trend" section (from the run database), or ""."""
     from hbench.report import LATENCY_HEADER, TELEMETRY_HEADER, headline, host_name, sanitise_payload, sanitise_text
 
     payload = sanitise_payload(payload)
@@ -508,8 +564,13 @@ def render_html(tables: Any, payload: dict[str, Any], title: str = "hermes-bench
         meta.append("host " + ", ".join(hosts))
     if when:
         meta.append(when)
-    mixed = ('<p class="warn"><b>Mixed suites</b> (--allow-mixed): these lanes ran different suites, so their '
-             "scores are not directly comparable; the suite column says which.</p>") if tables.mixed else ""
+    mixed = ""
+    if tables.mixed and len(tables.suites) > 1:
+        mixed = ('<p class="warn"><b>Mixed suites</b> (--allow-mixed): these lanes ran different suites, so their '
+                 "scores are not directly comparable; the suite column says which, and each is ranked apart.</p>")
+    elif tables.mixed:
+        mixed = ('<p class="warn"><b>Mixed prompt sets</b> (--allow-mixed): these lanes ran different prompts of '
+                 "the suite, so each prompt set is ranked in a table of its own.</p>")
     lane_list = payload["lanes"]
     body = f"""
 <header><h1>{_esc(title)}</h1><div class="meta">{_esc(" · ".join(meta))}</div></header>
@@ -522,11 +583,13 @@ consistency = share of attempts giving the most common answer; runaway = attempt
 Lanes are ranked by the honesty gate, then core_pass, pass_rate, consistency, fewer runaways, tok/s.</p>
 {_rank_html(tables)}
 </section>
+{trends}
 <section id="charts-top"><h2>Quality vs throughput</h2>
 <p class="note" id="chart-status">Up and to the right is better. Bubble area = peak memory in use; whisker = 95% interval of the pass rate; faded = not ranked.</p>
 <div class="chart"><canvas id="chart-quality" role="img" aria-label="pass rate against tokens per second, one bubble per lane"></canvas></div>
 <p class="note" id="quality-missing"></p>
 </section>
+{_categories_html(tables)}
 <section id="prompts"><h2>Per-prompt passes</h2>
 <p class="note">passes/attempts for each prompt and lane. Click a cell to see its attempts: the answer, tool calls, the check's reason{", transcript" if payload["has_journal"] else ""}.</p>
 {_matrix_html(tables)}
@@ -557,6 +620,15 @@ Lanes are ranked by the honesty gate, then core_pass, pass_rate, consistency, fe
     )
 
 
+def _trends(scorecards: list[Scorecard]) -> str:
+    """Each lane's core_pass and pass_rate over its last runs, when the run database has them."""
+    try:
+        from hbench.plugins.history.trends import trends_html
+    except ImportError:  # pragma: no cover - an install without the history plugin
+        return ""
+    return trends_html(list(scorecards))
+
+
 class HtmlReporter(Reporter):
     name: ClassVar[str] = "html"
     description: ClassVar[str] = "report.html: one self-contained page with the table, charts and transcripts"
@@ -564,10 +636,11 @@ class HtmlReporter(Reporter):
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:
         from hbench.report import build_tables, write_text_atomic
 
-        tables = build_tables(list(scorecards), allow_mixed=bool(context.get("allow_mixed")))
+        tables = build_tables(list(scorecards), allow_mixed=bool(context.get("allow_mixed")),
+                              prefer=str(context.get("prefer") or "memory"))
         journal = read_journal(context.get("journal"))
         payload = build_payload(tables, journal, context.get("suite"))
-        page = render_html(tables, payload)
+        page = render_html(tables, payload, trends=_trends(scorecards))
         path = write_text_atomic(Path(out_dir) / "report.html", page)  # render_html sanitises
         get_logger().info("report.written", reporter=self.name, path=str(path), bytes=len(page))
         return [path]

@@ -21,8 +21,10 @@ class MarkdownReporter(Reporter):
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:
         from hbench.report import build_tables, sanitise_text, summary_markdown, write_text_atomic
 
-        tables = build_tables(list(scorecards), allow_mixed=bool(context.get("allow_mixed")))
-        path = write_text_atomic(Path(out_dir) / "summary.md", sanitise_text(summary_markdown(tables)))
+        tables = build_tables(list(scorecards), allow_mixed=bool(context.get("allow_mixed")),
+                              prefer=str(context.get("prefer") or "memory"))
+        text = summary_markdown(tables, fail_under=list(context.get("fail_under") or []))
+        path = write_text_atomic(Path(out_dir) / "summary.md", sanitise_text(text))
         get_logger().info("report.written", reporter=self.name, path=str(path))
         return [path]
 

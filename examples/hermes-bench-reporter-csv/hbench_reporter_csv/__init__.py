@@ -31,7 +31,7 @@ def row(sc) -> dict:
         "pass_rate": round(sc.pass_rate, 4),
         "pass_rate_lo": lo,
         "pass_rate_hi": hi,
-        "consistency": round(sc.consistency, 4),
+        "consistency": round(sc.consistency, 4) if sc.consistency is not None else None,  # None: 1 run
         "runaway_rate": round(sc.runaway_rate, 4),
         "tok_s": sc.throughput.tok_s,
         "ttft_ms": sc.throughput.ttft_ms,
