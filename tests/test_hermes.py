@@ -270,6 +270,7 @@ def test_small_context_is_refused_before_starting_hermes(tmp_path, suite):
 
 def test_bin_lookup_order_and_the_install_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.hermes-venv here
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))  # and no hermes on PATH
     monkeypatch.delenv("HBENCH_HERMES_BIN", raising=False)
     ok, why = AGENT.usable()
     assert not ok
@@ -290,6 +291,36 @@ def test_bin_lookup_order_and_the_install_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("HBENCH_HERMES_BIN", str(tmp_path / "missing"))
     path, where = hm.find_hermes_bin()
     assert path is None and "missing" in where
+
+
+def test_bin_on_path_is_found_after_the_env_var_and_before_the_default_venv(tmp_path, monkeypatch):
+    # issue 15: hermes installed with pipx / uv sits on PATH; only $HBENCH_HERMES_BIN and
+    # ~/.hermes-venv were looked at, so `--agent hermes` said "hermes: not found"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HBENCH_HERMES_BIN", raising=False)
+    bindir = tmp_path / "pipx-bin"
+    bindir.mkdir()
+    on_path = bindir / "hermes"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    path, where = hm.find_hermes_bin()
+    assert path == on_path and where == "PATH"
+    ok, why = AGENT.usable()
+    assert ok and str(on_path) in why
+    default = tmp_path / ".hermes-venv" / "bin" / "hermes"  # PATH wins over the default venv
+    default.parent.mkdir(parents=True)
+    default.write_text("#!/bin/sh\n")
+    default.chmod(0o755)
+    assert hm.find_hermes_bin()[0] == on_path
+    envbin = tmp_path / "env-hermes"  # the env var wins over PATH
+    envbin.write_text("#!/bin/sh\n")
+    envbin.chmod(0o755)
+    monkeypatch.setenv("HBENCH_HERMES_BIN", str(envbin))
+    assert hm.find_hermes_bin()[0] == envbin
+    monkeypatch.delenv("HBENCH_HERMES_BIN")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    assert hm.find_hermes_bin()[0] == default
 
 
 def test_hbench_agents_command_lists_drivers_and_the_fix(tmp_path, monkeypatch):

@@ -98,14 +98,16 @@ _VERSION_DIR = re.compile(r"^hermes_agent-(?P<v>[^-]+)\.dist-info$")
 
 def find_hermes_bin(lane: LaneSpec | None = None) -> tuple[Path | None, str]:
     """``(path or None, where it came from)``: the lane's ``agent_options["hermes_bin"]``,
-    then ``$HBENCH_HERMES_BIN``, then ``~/.hermes-venv/bin/hermes``. The first one set
-    wins; it must be an executable file."""
+    then ``$HBENCH_HERMES_BIN``, then ``hermes`` on ``PATH`` (pipx, ``uv tool``), then
+    ``~/.hermes-venv/bin/hermes``. The first one set wins; it must be an executable file."""
     if lane is not None and lane.agent_options.get("hermes_bin"):
         raw, source = str(lane.agent_options["hermes_bin"]), f"lane {lane.name!r} agent_options.hermes_bin"
     elif os.environ.get(BIN_ENV):
         raw, source = os.environ[BIN_ENV], f"${BIN_ENV}"
+    elif shutil.which("hermes"):
+        raw, source = str(shutil.which("hermes")), "PATH"
     else:
-        raw, source = DEFAULT_BIN, "default"
+        raw, source = DEFAULT_BIN, "not on PATH; default"
     path = Path(os.path.expanduser(raw))
     if path.is_file() and os.access(path, os.X_OK):
         return path.absolute(), source
