@@ -15,27 +15,31 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import unicodedata
 from typing import Any, Iterable, Sequence
 
 from hbench.models import CheckResult
 
 __all__ = [
+    "CHECK_BUDGET_S",
+    "CHECK_TEXT_CAP",
     "CheckResult",
+    "cap_text",
     "compile_patterns",
     "find_json_objects",
     "find_numbers",
     "last_json_object",
     "normalise",
     "parse_number",
+    "run_check",
     "short",
 ]
 
 # --------------------------------------------------------------------------- normalise
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_THINK_OPEN = re.compile(r"<think>.*\Z", re.DOTALL | re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"\A.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 
 _CHAR_MAP = str.maketrans({
@@ -50,11 +54,34 @@ _CHAR_MAP = str.maketrans({
 
 def strip_think(text: str) -> str:
     """Remove ``<think>...</think>`` blocks; an unclosed ``<think>`` runs to the end, and a
-    ``</think>`` with no opening tag (templates that drop it) ends a leading block."""
-    text = _THINK_BLOCK.sub(" ", text)
-    if "</think>" in text.lower():
-        text = _THINK_CLOSE.sub(" ", text, count=1)
-    return _THINK_OPEN.sub(" ", text)
+    ``</think>`` with no opening tag (templates that drop it) ends a leading block.
+
+    One pass over the tags, so linear in the text: a regex per ``<think>`` (the previous
+    form) rescanned the rest of the text for each unclosed tag, quadratic on a flood of
+    them (a 274 KiB answer took 87 s)."""
+    keep: list[tuple[int, int]] = []  # spans of text kept, in order
+    pos = 0  # start of the text not yet decided
+    opened = -1  # start of the <think> whose block is open, or -1
+    first_orphan = -1  # index in keep after which the first orphan </think> sits
+    for m in _THINK_TAG.finditer(text):
+        if m.group(1):  # </think>
+            if opened >= 0:  # closes the open block: it goes, one space in its place
+                keep.append((pos, opened))
+                keep.append((-1, -1))
+                pos, opened = m.end(), -1
+            elif first_orphan < 0:  # a close with no open tag: everything up to it goes
+                keep.append((pos, m.start()))
+                first_orphan = len(keep)
+                pos = m.end()
+        elif opened < 0:
+            opened = m.start()
+    keep.append((pos, opened if opened >= 0 else len(text)))
+    if first_orphan >= 0:
+        keep = [(-1, -1)] + keep[first_orphan:]
+    out = [" " if a < 0 else text[a:b] for a, b in keep]
+    if opened >= 0:
+        out.append(" ")
+    return "".join(out)
 
 
 def normalise(text: str | None, *, casefold: bool = True) -> str:
@@ -68,6 +95,100 @@ def normalise(text: str | None, *, casefold: bool = True) -> str:
     if casefold:
         text = text.casefold()
     return _WS.sub(" ", text).strip()
+
+
+# --------------------------------------------------------------------------- bounds
+
+#: the most of an answer a check (and agreement) reads, in UTF-8 bytes; the rest is cut
+CHECK_TEXT_CAP = 1024 * 1024
+#: how long one check may take before the attempt fails with that reason
+CHECK_BUDGET_S = 10.0
+
+
+def cap_text(text: str | None, cap: int = CHECK_TEXT_CAP) -> tuple[str, int | None]:
+    """``(text, None)``, or its first ``cap`` UTF-8 bytes and the whole size in bytes when
+    it is longer (cut on a character boundary)."""
+    text = text or ""
+    if len(text) * 4 <= cap:  # a character is at most 4 bytes: cannot be over
+        return text, None
+    data = text.encode("utf-8", "replace")
+    if len(data) <= cap:
+        return text, None
+    return data[:cap].decode("utf-8", "ignore"), len(data)
+
+
+class _CheckThreads:
+    """Daemon threads that run checks, reused; one that overran its budget is left to
+    finish (or not) on its own and never reused, so a hung check cannot hang the run or
+    keep the process alive at exit."""
+
+    def __init__(self) -> None:
+        self._idle: list[tuple[threading.Event, list[Any]]] = []
+        self._lock = threading.Lock()
+
+    def run(self, fn: Any, arg: Any, budget_s: float) -> tuple[bool, Any]:
+        """``(finished, result or exception)``."""
+        with self._lock:
+            slot = self._idle.pop() if self._idle else None
+        if slot is None:
+            slot = (threading.Event(), [None, None, threading.Event()])
+            threading.Thread(target=self._loop, args=(slot,), name="hbench-check", daemon=True).start()
+        go, box = slot
+        done: threading.Event = box[2]
+        done.clear()
+        box[0], box[1] = fn, arg
+        go.set()
+        if not done.wait(budget_s):
+            return False, None  # abandoned: never put back
+        out = box[0]
+        box[0] = box[1] = None
+        with self._lock:
+            self._idle.append(slot)
+        return True, out
+
+    @staticmethod
+    def _loop(slot: tuple[threading.Event, list[Any]]) -> None:
+        go, box = slot
+        while True:
+            go.wait()
+            go.clear()
+            fn, arg = box[0], box[1]
+            try:
+                box[0] = fn(arg)
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                box[0] = exc
+            box[2].set()
+
+
+_CHECK_THREADS = _CheckThreads()
+
+
+def run_check(check: Any, answer: str | None, *, budget_s: float | None = None,
+              cap: int | None = None) -> tuple[CheckResult, float, str | None]:
+    """Run ``check.check`` on at most ``cap`` bytes of ``answer`` within ``budget_s``
+    (defaults: :data:`CHECK_TEXT_CAP`, :data:`CHECK_BUDGET_S`).
+
+    Returns ``(result, seconds, note)``: ``note`` says the answer was cut (for the
+    attempt's warnings). A check that raises or overruns its budget fails with that
+    reason; an overrunning one is left behind on its own daemon thread."""
+    budget_s = CHECK_BUDGET_S if budget_s is None else budget_s
+    cap = CHECK_TEXT_CAP if cap is None else cap
+    text, whole = cap_text(answer, cap)
+    note = None
+    if whole is not None:
+        note = f"answer is {whole:,} bytes; the check read its first {cap:,} bytes"
+    kind = getattr(check, "name", None) or type(check).__name__
+    t0 = time.monotonic()
+    finished, out = _CHECK_THREADS.run(check.check, text, budget_s)
+    took = time.monotonic() - t0
+    if not finished:
+        return (CheckResult(False, f"check {kind} did not finish within its {budget_s:g} s budget "
+                                   f"(answer of {len(text):,} characters); counted as failed"), took, note)
+    if isinstance(out, BaseException):
+        return CheckResult(False, f"check {kind} failed: {type(out).__name__}: {short(str(out), 160)}"), took, note
+    if not isinstance(out, CheckResult):
+        return CheckResult(False, f"check {kind} returned {type(out).__name__}, not a CheckResult"), took, note
+    return out, took, note
 
 
 def short(text: str, limit: int = 80) -> str:

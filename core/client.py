@@ -50,7 +50,8 @@ import httpx
 import tenacity
 
 from hbench.errors import HBenchError
-from hbench.logging import get_logger, register_secret, scrub
+from hbench.logging import get_logger, register_secret, register_url_secrets, scrub
+from hbench.text import has_surrogate, valid_json, valid_text
 
 __all__ = [
     "AttemptCancelled",
@@ -487,6 +488,15 @@ class StreamAccumulator:
     def add(self, obj: dict[str, Any]) -> bool:
         """Merge one chunk; True when it carried content, reasoning or a tool-call delta."""
         self.events += 1
+def _valid_call(c: NormalisedToolCall) -> NormalisedToolCall:
+    """``c`` with every text valid Unicode (:mod:`hbench.text`); itself when it already is."""
+    args = valid_json(c.arguments) if c.arguments else c.arguments
+    if args is c.arguments and not has_surrogate(c.name + c.id + c.raw_arguments + (c.format_error or "")):
+        return c
+    return attrs.evolve(c, id=valid_text(c.id), name=valid_text(c.name), raw_arguments=valid_text(c.raw_arguments),
+                        arguments=args, format_error=valid_text(c.format_error) if c.format_error else None)
+
+
         if isinstance(obj.get("model"), str) and obj["model"]:
             self.model = obj["model"]
         if isinstance(obj.get("usage"), dict):
@@ -580,7 +590,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
+    text = " ".join(scrub(valid_text(str(text))).split())  # scrubbed before any cut: no half a key
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -874,6 +884,7 @@ class ChatClient:
         self._http.close()
 
     def __enter__(self) -> "ChatClient":
+        register_url_secrets(base_url)  # a password in the URL's userinfo
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -899,7 +910,7 @@ class ChatClient:
                                                f"{_error_text(r.content)}"), status=r.status_code)
         try:
             data = r.json().get("data") or []
-            return [d["id"] for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
+            return [valid_text(d["id"]) for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
         except (ValueError, AttributeError):
             raise ServerReplyError(self._clean(f"{self._where()}: /models is not an OpenAI model list")) from None
 
@@ -1269,7 +1280,9 @@ class ChatClient:
                   usage: dict[str, Any] | None, timings: dict[str, Any] | None, model: str | None,
                   tool_names: list[str] | None) -> ChatResponse:
         calls, content, warnings = normalise_tool_calls(raw_calls, content, tool_names)
-        raw_finish = finish if isinstance(finish, str) else None
+        # arguments are JSON inside JSON: their escapes were decoded only now
+        calls = [_valid_call(c) for c in calls]
+        raw_finish = valid_text(finish) if isinstance(finish, str) else None
         norm = raw_finish
         if calls and raw_finish not in ("tool_calls", "length"):
             if raw_finish is not None:
@@ -1282,3 +1295,9 @@ class ChatClient:
                             raw_finish_reason=raw_finish, prompt_tokens=_usage_int(usage, "prompt_tokens"),
                             completion_tokens=_usage_int(usage, "completion_tokens"), server_timings=timings,
                             model=model, warnings=warnings)
+        # text at the boundary: lone surrogates (valid JSON escapes) become U+FFFD here, and a
+        # pair split across stream chunks is joined, so nothing downstream meets unencodable text
+        content, reasoning = valid_text(content), valid_text(reasoning)
+        if raw_calls:
+            raw_calls = valid_json(raw_calls)
+        model = valid_text(model) if model else model

@@ -43,6 +43,7 @@ from hbench.logging import get_logger, scrub
 from hbench.models import JOURNAL_SCHEMA, Attempt, CheckResult, LaneSpec, ToolCall, Turn
 
 _conv = cattrs.Converter()
+from hbench.text import SURROGATE_ESCAPE_BYTES, valid_json, valid_text
 
 #: LaneSpec fields that do not change what an attempt does (excluded from the fingerprint)
 _NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env"}
@@ -150,6 +151,8 @@ def _parse(path: Path, no: int, raw: bytes) -> dict[str, Any]:
             raise ValueError("not a journal record")
         return rec
     except ValueError as exc:
+        if SURROGATE_ESCAPE_BYTES.search(raw):  # written escaped (by hand, another tool): made valid
+            rec = valid_json(rec)
         raise JournalError(
             f"{path}:{no}: corrupt journal line ({exc}); move the file away to start over, "
             f"or delete that line to resume"
@@ -263,7 +266,11 @@ class Journal:
     def _append(self, record: dict[str, Any]) -> None:
         """Write one record (whole, fsynced), then index it."""
         line = scrub(json.dumps(record, ensure_ascii=False, default=str, separators=(",", ":"))) + "\n"
-        data = line.encode("utf-8")
+        try:
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from an agent: U+FFFD, never a stopped run
+            line = valid_text(line)
+            data = line.encode("utf-8")
         with self._lock:
             start = os.lseek(self._fd, 0, os.SEEK_END)
             try:
@@ -341,7 +348,10 @@ class Journal:
                 f.seek(off)
                 raw = f.readline()
                 try:
-                    a = _light_attempt(json.loads(raw)["attempt"])
+                    data = json.loads(raw)["attempt"]
+                    if SURROGATE_ESCAPE_BYTES.search(raw):  # written escaped elsewhere: made valid
+                        data = valid_json(data)
+                    a = _light_attempt(data)
                 except Exception as exc:  # noqa: BLE001
                     raise JournalError(f"{self.path}: unreadable attempt record at byte {off} ({exc}); "
                                        f"delete that line to resume") from None

@@ -9,29 +9,98 @@ the secret scrubber: an API key registered with :func:`register_secret` is repla
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from typing import Any
 
 _SECRETS: set[str] = set()
+_FORMS: set[str] = set()  # every registered secret in every form it may be echoed in
+_FORMS_SORTED: list[str] = []  # the same, longest first
 _configured = False
 #: settings given to configure() and not yet applied: structlog (which imports rich) is
 #: imported on the first log call, not at import (``hbench plugins`` / ``--help`` stay fast)
 _pending: tuple[str, str, Any] | None = None
 _apply_lock = threading.Lock()
+_secrets_lock = threading.Lock()
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 def register_secret(value: str | None) -> None:
-    """Scrub ``value`` from every log line, result and report from now on."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
+    """Scrub ``value`` from every log line, result and report from now on, in every form a
+    server or a library may echo it (see :func:`secret_forms`)."""
+    global _FORMS_SORTED
+    if value and len(value) >= 4 and value not in _SECRETS:
+        forms = secret_forms(value)
+        with _secrets_lock:
+            _SECRETS.add(value)
+            _FORMS.update(forms)
+            _FORMS_SORTED = sorted(_FORMS, key=len, reverse=True)  # replaced whole: readers need no lock
+
+
+def register_url_secrets(url: str | None) -> None:
+    """Register the password (and ``user:password``) of a URL's userinfo as secrets."""
+    if not url or "@" not in url:
+        return
+    m = _USERINFO.search(url)
+    if m is None:
+        return
+    from urllib.parse import unquote
+
+    info = m.group("info")
+    user, _, password = info.partition(":")
+    for v in (info, unquote(info), password, unquote(password)):
+        register_secret(v)
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` as it may be echoed: raw; JSON-escaped (with and without ``\\/``, with
+    ``\\uXXXX``); URL-encoded (``%2F`` or ``%2f``, ``+`` for spaces); HTML entities
+    (``&amp;`` style, every character as ``&#NN;`` or ``&#xHH;``); and base64 at each of the
+    three byte alignments (standard and URL-safe), so the key inside a base64 blob
+    (``Bearer <key>``, Basic ``user:key``) is cut too. Forms under 6 characters are left
+    out (they would cut unrelated text)."""
+    import base64
+    import html
+    import json
+    from urllib.parse import quote, quote_plus
+
+    forms = {value}
+    for j in (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
+        forms.update({j, j.replace("/", "\\/")})
+    for q in (quote(value, safe=""), quote_plus(value, safe=""), quote(value)):
+        forms.update({q, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), q)})
+    forms.add(html.escape(value))
+    forms.add(html.escape(value, quote=False))
+    forms.add("".join(f"&#{ord(c)};" for c in value))
+    forms.add("".join(f"&#x{ord(c):x};" for c in value))
+    forms.add("".join(f"&#x{ord(c):X};" for c in value))
+    raw = value.encode("utf-8", "replace")
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + raw).decode()
+        # skip the characters that also encode the padding bytes, and the last partial group
+        start = (8 * k + 5) // 6
+        tail = len(raw) + k
+        end = (tail // 3) * 4
+        core = enc[start:end]
+        if len(core) >= 8:
+            forms.update({core, core.replace("+", "-").replace("/", "_")})
+    # a form holding a backslash, inside JSON text (a journal line, a JSON log): escaped again
+    forms.update([f.replace("\\", "\\\\") for f in forms if "\\" in f])
+    return {f for f in forms if len(f) >= 6 or f == value}
+
+
+#: ``scheme://user:password@`` (also JSON-escaped ``:\/\/``): the userinfo is dropped
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*:(?:\\?/){2})(?P<info>[^/\\?#@\s\"'<>]+)@")
 
 
 def scrub(text: str) -> str:
-    """Replace every registered secret in ``text`` with ``***``."""
-    for s in _SECRETS:
+    """Remove every registered secret (in each of its forms) from ``text``, as ``***``, and
+    the userinfo (``user:password@``) of any URL in it."""
+    if "@" in text and "/" in text:
+        text = _USERINFO.sub(r"\g<scheme>", text)
+    for s in _FORMS_SORTED:
         if s in text:
             text = text.replace(s, "***")
     return text
@@ -50,8 +119,6 @@ def _scrub_value(v: Any) -> Any:
 
 
 def _scrub_processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    if not _SECRETS:
-        return event
     return {k: _scrub_value(v) for k, v in event.items()}
 
 

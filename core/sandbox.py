@@ -30,6 +30,7 @@ from pathlib import Path
 from collections import deque
 from typing import Iterator
 
+from hbench.text import has_surrogate
 from hbench.tools import ToolError
 
 #: default cap on the bytes one read returns to the model
@@ -93,6 +94,8 @@ class Sandbox:
             raise ToolError(f"{what} must be a string, got {type(path).__name__}")
         if "\x00" in path:
             raise ToolError(f"{what} contains a NUL byte; refused")
+        if has_surrogate(path):
+            raise ToolError(f"{what} holds a lone surrogate (text that is not valid Unicode); refused")
         if len(path) > 4096:
             raise ToolError(f"{what} is longer than 4096 characters; refused")
         raw = path.strip()

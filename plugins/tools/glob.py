@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import re2
 
 from hbench.sandbox import Sandbox
+from hbench.text import has_surrogate
 from hbench.tools import Tool, ToolError
 
 MAX_RESULTS = 200
@@ -91,6 +92,8 @@ class Glob(Tool):
         # the same confinement rules as a path: no NUL, absolute, '~' or '..'
         if "\x00" in pattern:
             raise ToolError("pattern contains a NUL byte; refused")
+        if has_surrogate(pattern):
+            raise ToolError("pattern holds a lone surrogate (text that is not valid Unicode); refused")
         if pattern.startswith("/") or pattern.startswith("~") or re.match(r"^[A-Za-z]:", pattern):
             raise ToolError(f"pattern {pattern!r} is not relative to the workspace root; refused (try '**/*.md')")
         if ".." in pattern.split("/"):

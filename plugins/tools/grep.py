@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import re2
 
 from hbench.sandbox import Sandbox, decode_text, human_size
+from hbench.text import has_surrogate
 from hbench.tools import Tool, ToolError
 
 MAX_PATTERN = 1000
@@ -65,6 +66,8 @@ class Grep(Tool):
             raise ToolError(f"pattern is longer than {MAX_PATTERN} characters; refused")
         if "\x00" in pattern:
             raise ToolError("pattern contains a NUL byte; refused")
+        if has_surrogate(pattern):
+            raise ToolError("pattern holds a lone surrogate (text that is not valid Unicode); refused")
         rx = compile_pattern(pattern)
         shown = args.get("path") or "."
         start = sandbox.resolve(shown)
