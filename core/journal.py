@@ -2,7 +2,8 @@
 
 One JSON object per line, schema ``hbench.journal/1``:
 
-* ``{"type": "header", ...}`` - first line: the suite's name, sha256 and fixtures sha256.
+* ``{"type": "header", ...}`` - first line: the suite's name, sha256 and fixtures sha256,
+  and the ``run_id`` (kept by ``--resume``; every scorecard of the run carries it).
   ``--resume`` against a journal of another suite (or another version of it) is refused.
 * ``{"type": "lane", "lane": NAME, "fingerprint": SHA}`` - before a lane's first attempt:
   the sha256 of the lane's configuration and the settings that shape an attempt
@@ -31,6 +32,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from array import array
 from pathlib import Path
 from typing import Any, Iterator
@@ -223,8 +225,9 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         log = get_logger()
         exists = path.exists() and path.stat().st_size > 0
+        # run_id names the run in the run database; a --resume keeps it (one run, continued)
         header = {"type": "header", "schema": JOURNAL_SCHEMA, "suite": suite,
-                  "created_at": _now()}
+                  "created_at": _now(), "run_id": uuid.uuid4().hex}
         if exists and resume:
             first = next(iter_records(path), None)
             if first is None or first[1].get("type") != "header":

@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "hbench.plugins.reporters",
     "hbench.plugins.agents",
     "hbench.plugins.tools",
+    "hbench.plugins.history",
     "hbench.suites",
 )
 

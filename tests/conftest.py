@@ -10,6 +10,10 @@ import pytest
 # Every scorecard any test writes is validated against core/scorecard.schema.json by
 # the json reporter (subprocesses inherit it too).
 os.environ.setdefault("HBENCH_VALIDATE_SCORECARDS", "1")
+# The run database: never the user's own. Off unless a test turns it on (tests/test_history.py
+# does, against its own SQLite file or PostgreSQL database); subprocesses inherit both.
+os.environ["HBENCH_HISTORY"] = "0"
+os.environ["HBENCH_DB"] = os.path.join(__import__("tempfile").mkdtemp(prefix="hbench-test-db-"), "history.sqlite")
 
 from hbench.plugin_manager import reset_plugins
 
