@@ -312,6 +312,18 @@ def _kind_of(v: Any) -> str:
         type(v), type(v).__name__)
 
 
+#: deepest tool-call arguments accepted (a real call is 1-3 levels); deeper is a format error,
+#: so no journal write or report meets a structure near Python's recursion limit
+ARGS_MAX_DEPTH = 32
+
+
+def _too_deep(value: Any) -> bool:
+    """Parsed arguments nested deeper than :data:`ARGS_MAX_DEPTH` (counted without recursion)."""
+    from hbench.limits import depth
+
+    return depth(value, ARGS_MAX_DEPTH) > ARGS_MAX_DEPTH
+
+
 def parse_arguments(value: Any, name: str = "") -> tuple[dict[str, Any] | None, str, str | None]:
     """Tool-call arguments as the server sent them -> ``(arguments, raw, format_error)``.
 
@@ -321,6 +333,10 @@ def parse_arguments(value: Any, name: str = "") -> tuple[dict[str, Any] | None, 
     label = f"tool call {name!r}" if name else "tool call"
     if value is None:
         return {}, "", None
+    too_deep = (f"{label}: arguments are nested deeper than {ARGS_MAX_DEPTH} levels; "
+                "call the tool again with flat arguments as one JSON object")
+    if isinstance(value, dict) and _too_deep(value):
+        return None, "(arguments nested too deeply to show)", too_deep
     if isinstance(value, dict):
         try:
             raw = json.dumps(value, ensure_ascii=False)
@@ -340,12 +356,16 @@ def parse_arguments(value: Any, name: str = "") -> tuple[dict[str, Any] | None, 
         where = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         return None, raw, (f"{label}: arguments are not valid JSON ({detail}{where}); "
                            "call the tool again with the arguments as one JSON object")
+    if isinstance(parsed, (dict, list)) and _too_deep(parsed):
+        return None, raw, too_deep
     if isinstance(parsed, str):  # encoded twice
         try:
             again = json.loads(parsed)
         except (json.JSONDecodeError, RecursionError):
             again = None
         if isinstance(again, dict):
+            if _too_deep(again):
+                return None, raw, too_deep
             return again, raw, None
     if parsed is None:
         return {}, raw, None

@@ -151,10 +151,10 @@ def _parse(path: Path, no: int, raw: bytes) -> dict[str, Any]:
         rec = json.loads(raw)
         if not isinstance(rec, dict) or "type" not in rec:
             raise ValueError("not a journal record")
-        return rec
-    except ValueError as exc:
         if SURROGATE_ESCAPE_BYTES.search(raw):  # written escaped (by hand, another tool): made valid
             rec = valid_json(rec)
+        return rec
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply (hand-edited)
         raise JournalError(
             f"{path}:{no}: corrupt journal line ({exc}); move the file away to start over, "
             f"or delete that line to resume"

@@ -187,6 +187,10 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
     baseline = mem_available_gb()
     check_envelope(spec, headroom_gb, baseline)
     log_path = log_path_for(Path(out_dir), spec.name)
+    if not Path(out_dir).exists() or not any(Path(out_dir).iterdir()):
+        from hbench.outdir import mark
+
+        mark(Path(out_dir))  # a folder hbench creates (`hbench doctor`'s logs) is marked as its own
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - closed in finally
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -153,3 +153,142 @@ def test_fuzzed_config_is_loaded_or_refused_clearly(tmp_path_factory, table, run
         assert exc.problems and all(line.startswith(str(p)) for line in exc.problems)
     else:
         assert cfg.lanes["x"].kind in KINDS
+
+
+# --------------------------------------------------------------------------- issue 15: values
+
+
+def problems_for(tmp_path, text):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, lane_kinds=KINDS)
+    return p, exc.value.problems
+
+
+@pytest.mark.parametrize("line, key", [
+    ("timeout_s = inf", "run.timeout_s"),
+    ("timeout_s = nan", "run.timeout_s"),
+    ("timeout_s = -1", "run.timeout_s"),
+    ("sample_hz = inf", "run.sample_hz"),
+    ("sample_hz = 0", "run.sample_hz"),
+    ("runs = 0", "run.runs"),
+    ("concurrency = 0", "run.concurrency"),
+    ("max_turns = -2", "run.max_turns"),
+    ("memory_headroom_gb = nan", "run.memory_headroom_gb"),
+    ('out = ""', "run.out"),
+])
+def test_run_values_that_would_fail_every_attempt_are_refused_by_their_toml_key(tmp_path, line, key):
+    # before: timeout_s = inf was accepted and every attempt died of OverflowError; runs = 0
+    # was reported as the flag "--runs 0" the user never typed
+    p, probs = problems_for(tmp_path, f"[run]\n{line}\n")
+    assert len(probs) == 1 and probs[0].startswith(f"{p}: {key}: "), probs
+    assert "--" not in probs[0]
+
+
+@pytest.mark.parametrize("line, key", [
+    ("temperature = nan", "temperature"),
+    ("temperature = inf", "temperature"),
+    ("temperature = -0.5", "temperature"),
+    ("max_tokens = -5", "max_tokens"),
+    ("max_tokens = 0", "max_tokens"),
+    ("ready_timeout_s = -1", "ready_timeout_s"),
+    ("ready_timeout_s = inf", "ready_timeout_s"),
+    ("top_p = 1.5", "top_p"),
+    ("context_length = 0", "context_length"),
+    ("expected_memory_gb = -3", "expected_memory_gb"),
+    ("stop_grace_s = nan", "stop_grace_s"),
+    ("start = []", "start"),
+    ('start = ""', "start"),
+    ('start = "   "', "start"),
+    ('start = "vllm serve \'unclosed"', "start"),
+])
+def test_lane_values_that_would_fail_every_attempt_are_refused(tmp_path, line, key):
+    p, probs = problems_for(tmp_path, f'[lanes.a]\nkind = "openai"\nbase_url = "http://127.0.0.1:8000/v1"\n{line}\n')
+    assert len(probs) == 1 and probs[0].startswith(f"{p}: lanes.a.{key}: "), probs
+
+
+def test_a_start_string_is_split_as_a_shell_would(tmp_path):
+    # before: start = "vllm serve x" became a list of characters
+    p = write(tmp_path, '[lanes.a]\nkind = "vllm"\nstart = "vllm serve \'Qwen/Qwen3 8B\' --port 8000"\n')
+    assert load_config(p, lane_kinds=KINDS).lanes["a"].start == ["vllm", "serve", "Qwen/Qwen3 8B", "--port", "8000"]
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "localhost:8000/v1", "127.0.0.1:8000/v1", "ftp://host/v1",
+                                 "http://", "http:///v1", "//host/v1", "http://[::1/v1"])
+def test_base_url_must_be_http_with_a_host_and_the_fix_is_shown(tmp_path, url):
+    # before: base_url = "localhost:8000" was accepted and the run polled it for 600 s
+    p, probs = problems_for(tmp_path, f'[lanes.a]\nkind = "openai"\nbase_url = "{url}"\n')
+    assert len(probs) == 1 and probs[0].startswith(f"{p}: lanes.a.base_url: "), probs
+    assert "http://localhost:8000/v1" in probs[0]
+
+
+def test_base_url_with_placeholders_of_a_managed_lane_is_accepted(tmp_path):
+    p = write(tmp_path, '[lanes.a]\nkind = "llamacpp"\nbase_url = "http://{host}:{port}/v1"\nstart = "llama-server --port {port}"\n')
+    assert load_config(p, lane_kinds=KINDS).lanes["a"].base_url == "http://{host}:{port}/v1"
+
+
+def test_an_empty_lane_name_is_refused(tmp_path):
+    p, probs = problems_for(tmp_path, '[lanes.""]\nkind = "openai"\nbase_url = "http://127.0.0.1:8000/v1"\n')
+    assert probs == [f'{p}: lanes."": a lane needs a name (write [lanes.my-lane])']
+
+
+def test_lane_names_that_share_a_file_name_are_refused_before_anything_runs(tmp_path):
+    # before: found only after both lanes ran, and one scorecard was lost
+    p, probs = problems_for(tmp_path, '[lanes."qwen/8b"]\nbase_url = "http://127.0.0.1:1/v1"\n'
+                                      '[lanes."qwen 8b"]\nbase_url = "http://127.0.0.1:2/v1"\n'
+                                      '[lanes.Other]\nbase_url = "http://127.0.0.1:3/v1"\n'
+                                      '[lanes.other]\nbase_url = "http://127.0.0.1:4/v1"\n')
+    assert len(probs) == 2
+    assert "'qwen/8b', 'qwen 8b' would all be written to qwen_8b.json" in probs[0]
+    assert "'Other', 'other'" in probs[1]
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    # before: "Invalid statement (at line 1, column 1)"
+    p = tmp_path / "hbench.toml"
+    p.write_bytes(b"\xef\xbb\xbf[run]\nruns = 2\n")
+    assert load_config(p, lane_kinds=KINDS).run.runs == 2
+
+
+def test_deeply_nested_config_is_one_line_naming_the_file(tmp_path):
+    # before: RecursionError traceback
+    for body in ("x = " + "[" * 5000 + "]" * 5000 + "\n", "x = " + "[" * 150 + "]" * 150 + "\n",
+                 "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n"):
+        p = tmp_path / "hbench.toml"
+        p.write_text("[run]\n" + body)
+        with pytest.raises(ConfigError) as exc:
+            load_config(p, lane_kinds=KINDS)
+        assert str(exc.value) == f"{p}: nested deeper than 100 levels (flatten it)"
+
+
+def test_an_oversized_config_is_refused_without_reading_it_all(tmp_path):
+    p = tmp_path / "hbench.toml"
+    with p.open("wb") as fh:
+        fh.write(b"# " + b"x" * (5 * 1024 * 1024) + b"\n")
+    with pytest.raises(ConfigError, match=r"hbench.toml: 5.0 MiB is larger than the 4.0 MiB hbench reads"):
+        load_config(p, lane_kinds=KINDS)
+
+
+def test_cli_runs_zero_in_toml_names_the_toml_key_and_exits_2(tmp_path):
+    write(tmp_path, "[run]\nruns = 0\n")
+    r = subprocess.run([sys.executable, "-m", "hbench", "run", "--lane-url", "http://127.0.0.1:9/v1", "--model", "m",
+                        "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert r.returncode == 2, r.stderr
+    assert "hbench.toml: run.runs: 0 is not usable" in r.stderr
+    assert "--runs" not in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_cli_a_lane_without_base_url_is_exit_2_naming_the_key(tmp_path):
+    # before: exit 1 after the lane was tried
+    write(tmp_path, '[lanes.remote]\nkind = "openai"\nmodel = "m"\n')
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "suite.toml").write_text('name = "mini"\nversion = "1"\n')
+    (suite / "ground_truth.json").write_text("{}")
+    (suite / "prompts.jsonl").write_text('{"id": "p", "prompt": "Hi?", "check": {"kind": "substring", "any": ["hi"]}}\n')
+    r = subprocess.run([sys.executable, "-m", "hbench", "run", "--lanes", "remote", "--suite", str(suite),
+                        "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert r.returncode == 2, r.stderr
+    assert "hbench.toml: lanes.remote.base_url: missing" in r.stderr and "http://localhost:8000/v1" in r.stderr
+    assert not (tmp_path / "results").exists()
