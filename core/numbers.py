@@ -137,9 +137,14 @@ def words_to_digits(text: str) -> str:
     from text_to_num import alpha2digit
 
     try:
-        return alpha2digit(text, "en")
+        text = alpha2digit(text, "en")
     except Exception:  # noqa: BLE001 - text2num refused the text: keep it as written
         return text
+    return _FRACTION.sub(lambda m: m.group(1) + _FRACTIONS[m.group(2)], text)
+
+
+_FRACTIONS = {"a half": ".5", "one half": ".5", "a quarter": ".25", "three quarters": ".75"}
+_FRACTION = re.compile(r"\b(\d+) and (a half|one half|a quarter|three quarters)\b")
 
 
 def digits_in_words(text: str) -> str:
