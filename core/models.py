@@ -161,6 +161,21 @@ class SuiteToolSpec:
 
 
 @attrs.frozen
+class McpServerSpec:
+    """``suite.toml`` ``[mcp.servers.NAME]``: an MCP server the suite starts for every
+    attempt of an MCP agent (DESIGN.md, "MCP"), with the scratch copy as its working
+    directory. ``env`` holds values written in the suite only; ``tools`` (None = all)
+    are the tools offered, as ``mcp_NAME_TOOL``."""
+
+    command: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = attrs.field(factory=dict)
+    tools: tuple[str, ...] | None = None
+    start_timeout_s: float = 15.0
+    call_timeout_s: float = 30.0
+
+
+@attrs.frozen
 class Suite:
     name: str
     version: str
@@ -175,6 +190,7 @@ class Suite:
     fixtures_sha256: str  # over the rendered fixture tree (sorted paths + bytes)
     layout: str = "hbench"  # or "hermes-brain-bench-0.1"
     tools: tuple[SuiteToolSpec, ...] = ()  # tools.jsonl
+    mcp_servers: dict[str, McpServerSpec] = attrs.field(factory=dict)  # suite.toml [mcp.servers.NAME]
 
 
 # --------------------------------------------------------------------------- attempts

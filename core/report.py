@@ -724,6 +724,9 @@ def rank_table_md(t: Tables) -> list[str]:
         out.append("≈ statistically tied: the 95% intervals of their pass rates overlap, so the order "
                    "between these lanes is not significant (more runs narrow the intervals).")
         out += [f"- {md_cell(lane)} ≈ {md_cell(', '.join(others))}" for lane, others in ties]
+    decided = decided_lines(t)
+    if decided:  # which --prefer ordered lanes tied on quality, and by how much
+        out += [""] + [md_cell(d[0].upper() + d[1:]) for d in decided]
     if t.unrankable:
         out += ["", "**Not ranked** (a gate failed or was not evaluated, the run is incomplete, or the lane "
                 "did not run):", ""]
@@ -794,9 +797,6 @@ def summary_markdown(t: Tables, fail_under: list[str] | None = None) -> str:
               "stopped by timeout, max_turns or a loop; peak unified = the most memory in use while the "
               "lane ran.", ""]
     lines += rank_table_md(t)
-    decided = decided_lines(t)
-    if decided:
-        lines += [""] + [f"- {md_cell(d)}" for d in decided]
     if t.categories:
         lines += ["", "## Per category (core prompts passed by majority · mean pass rate)", ""]
         lines += category_md(t)

@@ -483,7 +483,7 @@ def _preference_key(sc: Scorecard, prefer: str) -> tuple[float | None, ...]:
 
 def _by_preference(good: list[Scorecard], prefer: str) -> tuple[list[Scorecard], dict[str, str]]:
     """Reorder lanes sorted on quality so that, inside each group statistically tied on
-    quality (a run of lanes whose intervals overlap the group's best lane's), the declared
+    quality (a run of lanes in quality order whose 95% intervals all overlap each other), the declared
     preference decides: ``memory`` (lower peak memory in use), ``speed`` (higher tok/s) or
     ``latency`` (lower p50 attempt wall time). A group where some lane lacks the figure
     keeps the quality order. Returns the order and, per group head, the line saying what
@@ -492,7 +492,7 @@ def _by_preference(good: list[Scorecard], prefer: str) -> tuple[list[Scorecard],
         raise ValueError(f"unknown preference {prefer!r} (choose one of {', '.join(PREFERENCES)})")
     groups: list[list[Scorecard]] = []
     for sc in good:
-        if groups and _overlap(groups[-1][0], sc):
+        if groups and all(_overlap(member, sc) for member in groups[-1]):
             groups[-1].append(sc)
         else:
             groups.append([sc])

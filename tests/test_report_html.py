@@ -291,3 +291,36 @@ def test_screenshot_of_a_real_run(browser, tmp_path):
     open_page(browser, page)
     assert console_errors(browser) == [] and requests_made(browser, page) == []
     screenshot(browser, tmp_path / "report-e2e.png")
+
+
+def test_per_category_chart_and_the_preference_line(browser, tmp_path):
+    """Suite format 2: the per-category table and bar chart (lanes side by side), and the
+    one line saying which --prefer ordered lanes tied on quality."""
+    from hbench.plugin_manager import get_registries
+
+    cards = [load_scorecard(DATA / f"{n}.json") for n in RUN_LANES[:2]]
+    # two lanes statistically tied on quality, 32 GB and 98 GB peak (the seed article's pick)
+    for sc, mem in zip(cards, (97.8, 31.8)):
+        sc.telemetry.unified_used_gb_max = mem
+        sc.pass_rate_ci95 = [0.7, 0.95]
+    out = tmp_path / "r"
+    out.mkdir()
+    (path,) = get_registries().reporters.get("html").write(cards, out, {"journal": None, "suite": None,
+                                                                        "allow_mixed": False, "prefer": "memory"})
+    open_page(browser, path)
+    assert console_errors(browser) == [] and requests_made(browser, path) == []
+    t = build_tables(cards, prefer="memory")
+    assert t.categories, "the scorecards' prompts have categories"
+    assert browser.js("window.hbenchCharts.categories.data.labels") == t.categories
+    assert browser.js("window.hbenchCharts.categories.data.datasets.map(d => d.label)") == t.lanes
+    inked = browser.js("""(() => { const c = document.getElementById('chart-categories');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()""")
+    assert inked > 2000
+    rows = browser.js("[...document.querySelectorAll('#categories tbody tr')].map(r => r.cells[0].innerText)")
+    assert rows == t.categories
+    decided = browser.js("document.getElementById('decided').innerText")
+    low = cards[1].lane["name"]
+    assert f"tied on quality; {low} ranks first: 31.8 GB vs 97.8 GB peak" in decided
+    assert t.ranked[0].lane == low
+    screenshot(browser, tmp_path / "report-categories.png")

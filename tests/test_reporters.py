@@ -291,13 +291,13 @@ def test_hbench_report_rebuilds_the_run_table_from_three_scorecards(tmp_path):
     # before vllm's 38.5 GB; --prefer speed puts vllm's 88.3 tok/s first (issue 17)
     text = (out / "summary.md").read_text()
     assert "| 2 ≈ | nim-nemotron-9b |" in text
-    assert "tied on quality; llamacpp-qwen3-8b ranks first: 9.8 GB vs 21.2 GB peak (--prefer memory)" in text
+    assert "Tied on quality; llamacpp-qwen3-8b ranks first: 9.8 GB vs 21.2 GB peak (--prefer memory)" in text
     res = CliRunner().invoke(app, ["report", *srcs, str(tmp_path / "machine0"), "--out", str(out),
                                    "--prefer", "speed"])
     assert res.exit_code == 0, res.output
     text = (out / "summary.md").read_text()
     assert "| 1 ≈ | vllm-gptoss-20b |" in text and "| 3 ≈ | llamacpp-qwen3-8b |" in text
-    assert "tied on quality; vllm-gptoss-20b ranks first: 88.3 vs 64.0 tok/s (--prefer speed)" in text
+    assert "Tied on quality; vllm-gptoss-20b ranks first: 88.3 vs 64.0 tok/s (--prefer speed)" in text
 
 
 def test_hbench_report_bad_input_exits_2_with_a_clear_message(tmp_path):

@@ -55,7 +55,9 @@ def _cap(text: str, limit: int = MAX_TOOL_RESULT) -> str:
 class BuiltinAgent(Agent):
     name: ClassVar[str] = "builtin"
     version: ClassVar[str] = __version__
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: suite_tools: offers each prompt its own tool set (suite tools, decoys) and sends
+    #: its follow-up ``turns``
+    capabilities: ClassVar[frozenset[str]] = frozenset({"suite_tools"})
     tool_aliases: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, loop_repeats: int = LOOP_REPEATS):
@@ -104,8 +106,16 @@ class BuiltinAgent(Agent):
             extra["seed"] = lane.seed
         seen: Counter[tuple[str, str]] = Counter()
         client = self._client(lane, ctx.api_key, ctx.timeout_s)
+        follow_ups = [t.say for t in getattr(ctx.prompt, "turns", ())]
+        requests = 0  # model requests since the last user message (max_turns counts per message)
         try:
-            for _turn in range(ctx.max_turns):
+            while True:
+                if requests >= ctx.max_turns:
+                    attempt.runaway = "max_turns"
+                    log.info("attempt.runaway", lane=lane.name, prompt=ctx.prompt.id, n=ctx.n,
+                             reason="max_turns", max_turns=ctx.max_turns)
+                    break
+                requests += 1
                 if ctx.cancel.is_set():
                     attempt.error = "cancelled"
                     break
@@ -132,7 +142,19 @@ class BuiltinAgent(Agent):
                     if resp.reasoning:
                         entry["reasoning"] = resp.reasoning
                     transcript.append(entry)
-                    break
+                    if follow_ups or attempt.answers:
+                        attempt.answers.append(content)
+                    if not follow_ups:
+                        break
+                    # suite format 2 `turns`: the next user message, after this final answer
+                    say = follow_ups.pop(0)
+                    messages.append({"role": "user", "content": say})
+                    transcript.append({"role": "user", "content": say})
+                    seen.clear()
+                    requests = 0
+                    if time.monotonic() > deadline:
+                        raise AttemptTimeout(f"attempt passed its {ctx.timeout_s:g} s deadline")
+                    continue
                 runaway = self._tool_round(resp, content, tools, sandbox, seen, attempt, messages, transcript)
                 if runaway:
                     attempt.runaway = "loop"
@@ -141,10 +163,6 @@ class BuiltinAgent(Agent):
                     break
                 if time.monotonic() > deadline:
                     raise AttemptTimeout(f"attempt passed its {ctx.timeout_s:g} s deadline")
-            else:
-                attempt.runaway = "max_turns"
-                log.info("attempt.runaway", lane=lane.name, prompt=ctx.prompt.id, n=ctx.n,
-                         reason="max_turns", max_turns=ctx.max_turns)
         except AttemptCancelled:
             attempt.error = "cancelled"
         except AttemptTimeout:

@@ -2,10 +2,14 @@
 
 Names are fixed (suites' ``expect_tool_any`` tokens match them): ``list_dir``,
 ``read_file``, ``glob``, ``grep``, ``calculate``. Every path goes through
-:class:`hbench.sandbox.Sandbox`.
+:class:`hbench.sandbox.Sandbox`. ``decoys.jsonl`` is the decoy catalogue: each line a
+:class:`hbench.suite_tools.DataTool` registered with ``decoy = True`` (a prompt's
+``decoys: N`` offers N of them; nothing offers them by default).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from hbench import hookimpl
 
@@ -20,3 +24,19 @@ def hbench_register_tools(register):  # noqa: ANN001, ANN201
 
     for cls in (ListDir, ReadFile, Glob, Grep, Calculate):
         register(cls())
+    for tool in decoy_tools():
+        register(tool)
+
+
+#: the decoy catalogue: plausible tools that answer nothing in any bundled suite
+DECOYS = Path(__file__).with_name("decoys.jsonl")
+
+
+def decoy_tools(path: Path = DECOYS) -> list:  # noqa: ANN201
+    """The catalogue's tools (``decoy = True``: offered only by a prompt's ``decoys: N``,
+    never by default). None when the file is absent."""
+    if not path.is_file():
+        return []
+    from hbench.suite_tools import DataTool, load_catalogue
+
+    return [DataTool(spec) for spec in load_catalogue(path)]
