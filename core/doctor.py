@@ -19,7 +19,8 @@ import attrs
 import httpx
 
 from hbench.errors import LaneError
-from hbench.lanes import LaneKind, RunningLane, for_a_quick_look, is_managed, lane_http, open_lane
+from hbench.lanes import (KeyRejected, LaneKind, RunningLane, for_a_quick_look, is_managed, key_rejected_message,
+                          lane_http, open_lane)
 from hbench.logging import scrub
 from hbench.models import LaneSpec
 
@@ -40,6 +41,15 @@ class Finding:
     status: str  # ok | warn | fail
     detail: str
     fix: str | None = None
+
+
+def _key_fix(lane: LaneSpec) -> str:
+    """What to do about a rejected key (never a parser or template problem)."""
+    if lane.api_key_env:
+        return (f"put the key the server expects in ${lane.api_key_env} (api_key_env of lane {lane.name!r}), "
+                f"or check the server's own key setting")
+    return (f"set api_key_env = \"NAME\" in [lanes.{lane.name}] to the variable holding the key "
+            f"(or --api-key-env NAME)")
 
 
 def _fix_from_error(text: str, kind: LaneKind) -> str:
@@ -76,15 +86,18 @@ def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client) -> Findi
     except httpx.HTTPError as exc:
         return Finding("tool_calls", "fail", f"request failed: {type(exc).__name__}: {exc}",
                        "check that the server is up and base_url ends in /v1")
+    if r.status_code in (401, 403):
+        return Finding("tool_calls", "fail", key_rejected_message(lane, r.status_code, "/chat/completions"),
+                       _key_fix(lane))
     if r.status_code >= 400:
-        text = scrub(r.text[:300])
+        text = scrub(r.text)[:300]  # scrubbed whole: a cut must not leave half a key
         return Finding("tool_calls", "fail", f"a request with tools was refused: HTTP {r.status_code}: {text}",
                        _fix_from_error(text, kind))
     try:
         choice = r.json()["choices"][0]
         msg = choice.get("message") or {}
     except (ValueError, KeyError, IndexError, TypeError):
-        return Finding("tool_calls", "fail", f"unusable response body: {scrub(r.text[:200])!r}",
+        return Finding("tool_calls", "fail", f"unusable response body: {scrub(r.text)[:200]!r}",
                        "the endpoint does not speak OpenAI chat completions; check base_url")
     calls = msg.get("tool_calls") or []
     content = msg.get("content") or ""
@@ -113,12 +126,12 @@ def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client) -> Findi
         return Finding("tool_calls", "warn" if notes else "ok", detail)
     if looks_leaked(content):
         return Finding("tool_calls", "fail",
-                       f"the tool call leaked into content instead of tool_calls: {scrub(content[:160])!r}",
+                       f"the tool call leaked into content instead of tool_calls: {scrub(content)[:160]!r}",
                        kind.tool_call_fix)
     if not content.strip():
         return Finding("tool_calls", "fail", "empty answer to a request with tools (the chat template or "
                        "format ignores tools)", kind.tool_call_fix)
-    return Finding("tool_calls", "warn", f"answered in prose without calling the tool: {scrub(content[:120])!r}",
+    return Finding("tool_calls", "warn", f"answered in prose without calling the tool: {scrub(content)[:120]!r}",
                    "a weak model, or a chat template without tool support: " + kind.tool_call_fix)
 
 
@@ -162,6 +175,8 @@ def doctor(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float 
         with open_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status) as running:
             ready = Finding("ready", "ok", f"{running.spec.base_url} answered ready")
             return [ready, *diagnose(running)]
+    except KeyRejected as exc:
+        return [Finding("ready", "fail", scrub(str(exc)), _key_fix(spec))]
     except LaneError as exc:
         fix = ("start the server, or check base_url and the port it listens on" if not managed
                else "read the log tail above; check the start command and ready_timeout_s")

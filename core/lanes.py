@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +21,66 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import attrs
 
 from hbench.errors import BadInput, LaneError
-from hbench.logging import get_logger
+from hbench.logging import get_logger, register_url_secrets, scrub
 from hbench.models import LaneSpec
 
 if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
     import httpx
+
+#: how long to wait for a lane to answer ready when ``ready_timeout_s`` is not set: a lane
+#: hbench starts may load a model for minutes; a server the user started is up or it is not
+MANAGED_READY_TIMEOUT_S = 600.0
+UNMANAGED_READY_TIMEOUT_S = 15.0
+#: seconds between the "waiting for lane X" lines on stderr while a lane is not ready
+STATUS_EVERY_S = 5.0
+
+
+class KeyRejected(LaneError):
+    """The server answered 401/403: the API key (or its absence) is refused."""
+
+
+class LaneUnreachable(LaneError):
+    """A server hbench does not start refused the connection (or its host is unknown)."""
+
+
+class LaneWaitCancelled(LaneError):
+    """Ctrl-C (the run's cancel event) while waiting for a lane to be ready."""
+
+
+def ready_timeout(spec: LaneSpec, managed: bool) -> float:
+    """``spec.ready_timeout_s``, or the default for a managed / unmanaged lane."""
+    if spec.ready_timeout_s is not None:
+        return float(spec.ready_timeout_s)
+    return MANAGED_READY_TIMEOUT_S if managed else UNMANAGED_READY_TIMEOUT_S
+
+
+def key_rejected_message(lane: LaneSpec, status: int, where: str) -> str:
+    """Why a 401/403 happened, naming ``api_key_env`` and whether that variable is set."""
+    env = lane.api_key_env
+    if env and os.environ.get(env):
+        hint = (f"api_key_env = {env!r} is set, but the server does not accept its value; "
+                f"check the key in ${env}")
+    elif env:
+        hint = f"api_key_env = {env!r} names a variable that is not set; export {env}=<key> and run again"
+    else:
+        hint = (f"the lane sends no key: set api_key_env = \"NAME\" in [lanes.{lane.name}] (the name of "
+                "the variable holding the key), or pass --api-key-env NAME with --lane-url")
+    return f"lane {lane.name!r}: key rejected (HTTP {status} from {where}); {hint}"
+
+
+def auth_problem(lane: LaneSpec, http: httpx.Client) -> str | None:
+    """The key-rejected message when ``GET {base_url}/models`` answers 401/403, else None."""
+    import httpx
+
+    where = f"{scrub((lane.base_url or '').rstrip('/'))}/models"
+    try:
+        r = http.get(f"{(lane.base_url or '').rstrip('/')}/models")
+    except httpx.HTTPError:
+        return None
+    if r.status_code in (401, 403):
+        return key_rejected_message(lane, r.status_code, where)
+    return None
+
 
 #: old vLLM metric sample names -> the current name (docs/LANES.md)
 METRIC_ALIASES: dict[str, str] = {
@@ -215,6 +271,7 @@ def lane_http(lane: LaneSpec, timeout: float = 10.0) -> httpx.Client:
     import httpx
 
     key = api_key_for(lane)
+    register_url_secrets(lane.base_url)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(timeout=timeout, headers=headers)
 
@@ -250,19 +307,44 @@ class RunningLane:
 
 def wait_ready(kind: LaneKind, lane: LaneSpec, timeout_s: float,
                on_status: Callable[[str], None] | None = None,
-               alive: Callable[[], bool] = lambda: True) -> None:
-    """Poll ``kind.ready`` until it says yes; ``on_status("loading, 40 s (...)")`` meanwhile.
+               alive: Callable[[], bool] = lambda: True, *, managed: bool = True,
+               cancel: threading.Event | None = None) -> None:
+    """Poll ``kind.ready`` until it says yes; ``on_status("loading, 40 s (...)")`` meanwhile
+    (about once a second; a line for a log every :data:`STATUS_EVERY_S` is the caller's).
 
-    Raises :class:`LaneError` when ``alive()`` turns false or ``timeout_s`` passes.
+    Raises :class:`LaneError` when ``alive()`` turns false or ``timeout_s`` passes;
+    :class:`KeyRejected` at once on a 401/403; :class:`LaneUnreachable` at once when a lane
+    hbench does not start (``managed=False``) refuses the connection; and
+    :class:`LaneWaitCancelled` as soon as ``cancel`` is set (Ctrl-C).
     """
+    import httpx
+
     log = get_logger()
     start = time.monotonic()
     detail = "no answer yet"
     last_status = -1.0
-    with lane_http(lane, timeout=5.0) as http:
+    url = scrub(lane.base_url or "")
+    with lane_http(lane, timeout=min(5.0, max(timeout_s, 0.5))) as http:
         while True:
+            if cancel is not None and cancel.is_set():
+                raise LaneWaitCancelled(f"lane {lane.name!r}: interrupted while waiting for {url} to be ready")
+            if not managed:  # up or not: a refused connection or a refused key ends the wait
+                try:
+                    r = http.get(f"{(lane.base_url or '').rstrip('/')}/models")
+                except httpx.ConnectError as exc:
+                    raise LaneUnreachable(
+                        f"lane {lane.name!r}: cannot connect to {url} ({scrub(str(exc)) or type(exc).__name__}); "
+                        f"start the server, or check base_url and the port it listens on") from None
+                except httpx.HTTPError:
+                    r = None
+                if r is not None and r.status_code in (401, 403):
+                    raise KeyRejected(key_rejected_message(lane, r.status_code, f"{url.rstrip('/')}/models"))
             ok, detail = kind.ready(lane, http)
             waited = time.monotonic() - start
+            if managed and (ok or "401" in detail or "403" in detail):
+                why = auth_problem(lane, http)
+                if why:
+                    raise KeyRejected(why)
             if ok:
                 log.info("lane.ready", lane=lane.name, waited_s=round(waited, 2), detail=detail)
                 return
@@ -271,12 +353,16 @@ def wait_ready(kind: LaneKind, lane: LaneSpec, timeout_s: float,
             if waited > timeout_s:
                 raise LaneError(
                     f"lane {lane.name!r}: not ready after {timeout_s:.0f} s ({detail}); "
-                    f"check base_url {lane.base_url} or raise ready_timeout_s"
+                    f"check base_url {url} or raise ready_timeout_s (--ready-timeout)"
                 )
             if on_status and waited - last_status >= 1.0:
-                on_status(f"loading, {waited:.0f} s ({detail})")
+                what = "loading" if managed else f"waiting for {url} to be ready"  # hbench started it: loading
+                on_status(f"{what}, {waited:.0f} s of {timeout_s:.0f} s ({detail})")
                 last_status = waited
-            time.sleep(0.25)
+            if cancel is not None:
+                cancel.wait(0.25)
+            else:
+                time.sleep(0.25)
 
 
 def check_served_model(running: RunningLane) -> None:
@@ -296,18 +382,21 @@ def check_served_model(running: RunningLane) -> None:
 
 @contextmanager
 def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float = 2.0,
-              on_status: Callable[[str], None] | None = None) -> Iterator[RunningLane]:
-    """Make ``spec`` ready and yield it; managed lanes are started and stopped here."""
+              on_status: Callable[[str], None] | None = None,
+              cancel: threading.Event | None = None) -> Iterator[RunningLane]:
+    """Make ``spec`` ready and yield it; managed lanes are started and stopped here.
+    ``cancel`` (Ctrl-C) ends the wait for readiness at once (:class:`LaneWaitCancelled`)."""
     spec = kind.prepare(attrs.evolve(spec), Path(out_dir))
     if spec.start:
         from hbench.lifecycle import managed_lane
 
-        with managed_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status) as running:
+        with managed_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status,
+                          cancel=cancel) as running:
             yield running
         return
     if not spec.base_url:
         raise LaneError(f"lane {spec.name!r}: no base_url and no start command; set base_url in hbench.toml")
-    wait_ready(kind, spec, spec.ready_timeout_s, on_status)
+    wait_ready(kind, spec, ready_timeout(spec, managed=False), on_status, managed=False, cancel=cancel)
     running = RunningLane(spec=spec, kind=kind)
     check_served_model(running)
     yield running
@@ -323,7 +412,7 @@ def for_a_quick_look(spec: LaneSpec, kind: LaneKind, wait_s: float) -> LaneSpec:
     (doctor and throughput must not sit 10 minutes on a server that is simply down)."""
     if is_managed(spec, kind):
         return spec
-    return attrs.evolve(spec, ready_timeout_s=min(spec.ready_timeout_s, wait_s))
+    return attrs.evolve(spec, ready_timeout_s=min(ready_timeout(spec, managed=False), wait_s))
 
 
 # --------------------------------------------------------------------------- lookup
@@ -331,8 +420,13 @@ def for_a_quick_look(spec: LaneSpec, kind: LaneKind, wait_s: float) -> LaneSpec:
 
 def adhoc_lane(url: str, model: str | None, kind: str = "openai", api_key_env: str | None = None) -> LaneSpec:
     """The lane ``--lane-url URL --model ID`` describes (``/v1`` appended when missing)."""
-    if not url.startswith(("http://", "https://")):
-        raise BadInput(f"--lane-url {url!r}: expected http://HOST:PORT/v1")
+    from hbench.config import base_url_problem
+
+    if not url.startswith(("http://", "https://")) or base_url_problem(url):
+        raise BadInput(f"--lane-url {scrub(url)!r}: expected an http(s) URL with a host, like http://localhost:8000/v1")
+    if api_key_env and not os.environ.get(api_key_env):
+        raise BadInput(f"--api-key-env {api_key_env}: the variable {api_key_env} is not set (or empty); "
+                       f"export {api_key_env}=<key> first, or leave --api-key-env out for a server without a key")
     base = url.rstrip("/")
     if not base.endswith("/v1"):
         base += "/v1"

@@ -23,6 +23,7 @@ import signal
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ from typing import Callable, Iterator
 import psutil
 
 from hbench.errors import LaneError
-from hbench.lanes import LaneKind, RunningLane, check_served_model, wait_ready
+from hbench.lanes import LaneKind, RunningLane, check_served_model, ready_timeout, wait_ready
 from hbench.logging import get_logger, scrub
 from hbench.models import LaneSpec
 
@@ -180,7 +181,8 @@ def wait_memory_returned(spec: LaneSpec, baseline_gb: float | None,
 
 @contextmanager
 def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float = 2.0,
-                 on_status: Callable[[str], None] | None = None) -> Iterator[RunningLane]:
+                 on_status: Callable[[str], None] | None = None,
+                 cancel: threading.Event | None = None) -> Iterator[RunningLane]:
     """Start ``spec.start``, yield the ready lane, and stop it (see the module docstring)."""
     log = get_logger()
     assert spec.start, "managed_lane needs a start command"
@@ -213,7 +215,8 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
     body_failed = False
     try:
         try:
-            wait_ready(kind, spec, spec.ready_timeout_s, on_status, alive=running.is_alive)
+            wait_ready(kind, spec, ready_timeout(spec, managed=True), on_status, alive=running.is_alive,
+                       cancel=cancel)
             if not running.is_alive():
                 raise LaneError(f"lane {spec.name!r}: server exited right after it answered ready")
             check_served_model(running)
