@@ -34,7 +34,7 @@ import attrs
 from hbench.config import error_lines, make_converter
 from hbench.errors import SuiteError
 from hbench.limits import MAX_SUITE_FILE_BYTES, LimitError, loads_json, loads_toml, read_limited
-from hbench.models import Prompt, Suite, SuiteDefaults
+from hbench.models import ArgsExpectation, FollowUp, Prompt, Suite, SuiteDefaults
 
 __all__ = [
     "LAYOUT_HBENCH",
@@ -81,6 +81,8 @@ class SuiteFile:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT  # optional (DESIGN.md): the v0.1 layout's default
     description: str = ""
     defaults: SuiteDefaults = attrs.field(factory=SuiteDefaults)
+    #: ``[mcp.servers.NAME]``, validated apart (hbench.suite_mcp), not structured by cattrs
+    mcp_servers: dict[str, Any] = attrs.field(factory=dict, init=False)
 
 
 @attrs.define
@@ -96,6 +98,14 @@ class PromptRow:
     expect_tool_any: list[str] = attrs.field(factory=list)
     vibe: bool = False
     note: str = ""
+    # suite format 2 (DESIGN.md, "Scenario fields"); checked by _scenario_fields
+    tools: list[str] | None = None
+    decoys: int = 0
+    forbid_tools: list[str] = attrs.field(factory=list)
+    expect_args: list[Any] = attrs.field(factory=list)
+    turns: list[Any] = attrs.field(factory=list)
+    difficulty: int | None = None
+    tags: list[str] = attrs.field(factory=list)
 
 
 class _Problems:
@@ -309,12 +319,19 @@ def _load_suite_toml(path: Path, problems: _Problems) -> tuple[SuiteFile | None,
         problems.add(fname, None, f"not valid TOML: {exc} (check quotes and brackets on that line)")
         return None, data
     conv = make_converter()
+    mcp_raw = raw.pop("mcp", None) if isinstance(raw, dict) else None
     try:
-        return conv.structure(raw, SuiteFile), data
+        meta = conv.structure(raw, SuiteFile)
     except Exception as exc:  # noqa: BLE001
         for line in error_lines(exc, fname):
             problems.lines.append(_toml_where(fname, text, line))
         return None, data
+    if mcp_raw is not None:  # [mcp.servers.NAME] (DESIGN.md, MCP)
+        from hbench.suite_mcp import parse_mcp
+
+        meta.mcp_servers = parse_mcp(mcp_raw, lambda key, msg: problems.lines.append(
+            _toml_where(fname, text, f"{fname}: {key}: {msg}")))
+    return meta, data
 
 
 def _load_ground_truth(path: Path, problems: _Problems) -> tuple[dict[str, str], bytes]:
@@ -411,7 +428,7 @@ def _resolve_nested(values: dict[str, str], line_of: Any, problems: _Problems) -
             values[key] = got
 
 
-def _read_rows(path: Path, fname: str, problems: _Problems) -> list[tuple[int, dict[str, Any]]]:
+def _read_rows(path: Path, fname: str, problems: _Problems, what: str = "prompt") -> list[tuple[int, dict[str, Any]]]:
     rows: list[tuple[int, dict[str, Any]]] = []
     try:
         text = _norm_bytes(read_limited(path, MAX_SUITE_FILE_BYTES)).decode("utf-8-sig")
@@ -433,11 +450,11 @@ def _read_rows(path: Path, fname: str, problems: _Problems) -> list[tuple[int, d
             problems.add(f"{fname}:{lineno}", None, f"not valid JSON: {exc.msg} at column {exc.colno} (one JSON object per line)")
             continue
         if not isinstance(obj, dict):
-            problems.add(f"{fname}:{lineno}", None, "expected a JSON object (one prompt per line)")
+            problems.add(f"{fname}:{lineno}", None, f"expected a JSON object (one {what} per line)")
             continue
         rows.append((lineno, obj))
     if not rows and not any(p.startswith(fname) for p in problems.lines):
-        problems.add(fname, None, "holds no prompts (add one JSON object per line)")
+        problems.add(fname, None, f"holds no {what}s (add one JSON object per line)")
     return rows
 
 
@@ -548,16 +565,175 @@ def _build_prompts(
         if unknown:
             problems.add(where, "prompt", _unknown_msg(unknown, values))
         check = _build_check(check_raw, where, values, checks, problems, kind_aliases, prompt=text)
+        # the scenario fields' problems are listed, and the prompt is kept (the load fails
+        # anyway) so that its tool references are checked too
+        scenario = _scenario_fields(row, where, values, checks, problems, kind_aliases)
         if check is None:
             continue
         prompts.append(
             Prompt(
                 id=row.id, prompt=text, check=check, category=row.category, core=row.core,
                 conditional=row.conditional, expect_tool_any=tuple(row.expect_tool_any),
-                vibe=row.vibe, note=row.note, line=lineno,
+                vibe=row.vibe, note=row.note, line=lineno, **scenario,
             )
         )
     return prompts
+
+
+# --------------------------------------------------------------------------- format 2
+
+
+def _substitute_matchers(value: Any, values: Mapping[str, str], unknown: list[str]) -> Any:
+    """Placeholders in expected argument values; escaped inside ``{"regex": ...}``."""
+    if isinstance(value, dict):
+        return {k: (substitute(v, values, escape=True, unknown=unknown) if k == "regex" and isinstance(v, str)
+                    else _substitute_matchers(v, values, unknown)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_matchers(v, values, unknown) for v in value]
+    if isinstance(value, str):
+        return substitute(value, values, unknown=unknown)
+    return value
+
+
+def _scenario_fields(row: PromptRow, where: str, values: Mapping[str, str], checks: Any, problems: _Problems,
+                     kind_aliases: Mapping[str, str]) -> dict[str, Any]:
+    """The format-2 fields of one prompt row, checked and substituted (tool names are
+    checked against the suite's tools later, by :func:`_check_tool_references`). Each
+    problem is added to ``problems``; what is usable is returned."""
+    from hbench.matching import form_error
+
+    out: dict[str, Any] = {}
+    for key in ("tools", "forbid_tools", "tags"):
+        names = getattr(row, key)
+        if names is None:
+            out[key] = None
+            continue
+        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+        if bad:
+            problems.add(where, key, "names must be non-empty strings")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            problems.add(where, key, f"{', '.join(map(repr, dup))} listed twice")
+        out[key] = tuple(names)
+    if row.decoys < 0:
+        problems.add(where, "decoys", f"must be 0 or more, got {row.decoys}")
+    out["decoys"] = row.decoys
+    if row.difficulty is not None and row.difficulty not in (1, 2, 3):
+        problems.add(where, "difficulty", f"must be 1, 2 or 3 (easy to hard), got {row.difficulty}")
+    out["difficulty"] = row.difficulty
+    expects = []
+    for i, e in enumerate(row.expect_args):
+        key = f"expect_args[{i}]"
+        if not isinstance(e, dict) or set(e) != {"tool", "args"} or not isinstance(e.get("tool"), str) \
+                or not isinstance(e.get("args"), dict):
+            problems.add(where, key, 'expected {"tool": NAME, "args": {KEY: VALUE | {"regex": P} | '
+                                     '{"number": X, "tolerance": T}}}')
+            continue
+        unknown: list[str] = []
+        args = _substitute_matchers(e["args"], values, unknown)
+        if unknown:
+            problems.add(where, f"{key}.args", _unknown_msg(unknown, values))
+        for arg, matcher in args.items():
+            why = form_error(matcher)
+            if why:
+                problems.add(where, f"{key}.args.{arg}", why)
+        expects.append(ArgsExpectation(tool=e["tool"], args=args))
+    out["expect_args"] = tuple(expects)
+    turns = []
+    for i, t in enumerate(row.turns):
+        key = f"turns[{i}]"
+        if isinstance(t, str):
+            t = {"say": t}
+        if not isinstance(t, dict) or not isinstance(t.get("say"), str) or not t["say"].strip() \
+                or set(t) - {"say", "check"}:
+            problems.add(where, key, 'expected a follow-up message: a string, or {"say": "...", "check": {...}}')
+            continue
+        unknown = []
+        say = substitute(t["say"], values, unknown=unknown)
+        if unknown:
+            problems.add(where, f"{key}.say", _unknown_msg(unknown, values))
+        check = None
+        if "check" in t:
+            sub = _Problems()
+            check = _build_check(t["check"], where, values, checks, sub, kind_aliases)
+            prefix = f"{where}: check"
+            problems.lines += [f"{where}: {key}.check{line[len(prefix):]}" if line.startswith(prefix) else line
+                               for line in sub.lines]
+            if check is None:
+                continue
+        turns.append(FollowUp(say=say, check=check))
+    out["turns"] = tuple(turns)
+    return out
+
+
+def _check_tool_references(prompts: list[Prompt], fname: str, builtin: list[str], suite_tools: list[str],
+                           n_decoys: int, problems: _Problems) -> None:
+    """Every tool a prompt names (``tools``, ``forbid_tools``, ``expect_args``) exists and
+    ``decoys`` fits the catalogue; each problem as file:line:key with the fix."""
+    known = list(dict.fromkeys(suite_tools + builtin))
+
+    def unknown(name: str) -> str:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (f"unknown tool {name!r} (suite tools: {', '.join(suite_tools) or 'none, no tools.jsonl'}; "
+                f"built-in: {', '.join(builtin)}){hint} (add it to tools.jsonl or fix the name)")
+
+    for p in prompts:
+        where = f"{fname}:{p.line}"
+        for name in p.tools or ():
+            if name not in known:
+                problems.add(where, "tools", unknown(name))
+        for name in p.forbid_tools:
+            if name != "*" and name not in known:
+                problems.add(where, "forbid_tools", unknown(name) + ' ("*" forbids every tool)')
+        offered = set(p.tools) if p.tools is not None else set(builtin)
+        for i, e in enumerate(p.expect_args):
+            if e.tool not in known:
+                problems.add(where, f"expect_args[{i}].tool", unknown(e.tool))
+            elif e.tool not in offered:
+                problems.add(where, f"expect_args[{i}].tool", f"{e.tool!r} is not offered to this prompt "
+                                                              f"(add it to the prompt's tools)")
+        if p.decoys and n_decoys == 0:
+            problems.add(where, "decoys", f"{p.decoys} decoys asked for, but no decoy catalogue is installed "
+                                          "(hbench ships plugins/tools/decoys.jsonl; reinstall, or set decoys to 0)")
+        elif p.decoys > n_decoys:
+            problems.add(where, "decoys", f"{p.decoys} decoys asked for, the catalogue has {n_decoys} "
+                                          f"(ask for at most {n_decoys})")
+
+
+def _load_tools(path: Path, values: Mapping[str, str], rendered: Mapping[str, bytes], builtin: list[str],
+                problems: _Problems) -> tuple[list[Any], bytes]:
+    """``tools.jsonl``: the suite tools, and its bytes with placeholders resolved (part of
+    the fixture sha256: what the model can be shown)."""
+    from hbench.suite_tools import parse_tool_rows
+
+    fname = "tools.jsonl"
+    rows = _read_rows(path, fname, problems, what="tool")
+
+    def sub(value: Any, where: str, key: str) -> Any:
+        unknown: list[str] = []
+        out = _substitute_matchers(value, values, unknown) if key.endswith(".when") else \
+            _substitute_tree(value, values, False, unknown)
+        if unknown:
+            problems.add(where, key, _unknown_msg(unknown, values))
+        return out
+
+    specs = parse_tool_rows(rows, fname, problems.add, substitute=sub, fixtures=rendered, reserved=builtin)
+    resolved = substitute(_norm_bytes(path.read_bytes()).decode("utf-8", "replace"), values).encode("utf-8")
+    return specs, resolved
+
+
+#: the key a suite's resolved tools.jsonl has in the fixture tree hash (no fixture path
+#: can start with "..", so it never collides with a file)
+TOOLS_HASH_KEY = "../tools.jsonl"
+
+
+def _fixtures_digest(rendered: Mapping[str, bytes], tools_resolved: bytes | None) -> str:
+    """The fixture sha256: the rendered tree, plus the resolved tools.jsonl when the suite
+    has one (a suite without tools hashes exactly as before format 2)."""
+    if tools_resolved is None:
+        return tree_sha256(rendered)
+    return tree_sha256({**rendered, TOOLS_HASH_KEY: tools_resolved})
 
 
 def _with_hint(line: str) -> str:
@@ -662,6 +838,17 @@ def load_suite(name_or_path: str | os.PathLike[str], registries: Any = None) -> 
     rendered: dict[str, bytes] = {}
     if fixtures_dir is not None:
         rendered = _render_tree(fixtures_dir, values, template, fixtures.name, problems)
+    # suite format 2: the suite's own tools, and every tool a prompt names
+    builtin = [n for n in reg.tools.names() if not getattr(reg.tools.get(n), "decoy", False)]
+    n_decoys = len(reg.tools.names()) - len(builtin)
+    tool_specs: list[Any] = []
+    tools_resolved: bytes | None = None
+    tools_path = root / "tools.jsonl"
+    if layout == LAYOUT_HBENCH and (tools_path.is_file() or tools_path.is_symlink()) \
+            and confined(root, "tools.jsonl", problems) is not None:
+        hashed["tools.jsonl"] = _norm_bytes(tools_path.read_bytes())
+        tool_specs, tools_resolved = _load_tools(tools_path, values, rendered, builtin, problems)
+    _check_tool_references(prompts, fname, builtin, [t.name for t in tool_specs], n_decoys, problems)
     if meta is not None:
         d = meta.defaults
         for key, value, zero_ok in (("runs", d.runs, False), ("timeout_s", d.timeout_s, False),
@@ -683,8 +870,10 @@ def load_suite(name_or_path: str | os.PathLike[str], registries: Any = None) -> 
         path=str(root),
         fixtures_dir=str(fixtures_dir) if fixtures_dir is not None else None,
         sha256=tree_sha256(hashed),
-        fixtures_sha256=tree_sha256(rendered),
+        fixtures_sha256=_fixtures_digest(rendered, tools_resolved),
         layout=layout,
+        tools=tuple(tool_specs),
+        mcp_servers=dict(meta.mcp_servers),
     )
 
 
@@ -715,7 +904,12 @@ def render_fixtures(suite: Suite, dest: Path) -> None:
     """
     dest = Path(dest)
     files = rendered_fixtures(suite)
-    if tree_sha256(files) != suite.fixtures_sha256:
+    tools_path = Path(suite.path) / "tools.jsonl"
+    tools_resolved = None
+    if suite.layout == LAYOUT_HBENCH and tools_path.is_file():
+        tools_resolved = substitute(_norm_bytes(tools_path.read_bytes()).decode("utf-8", "replace"),
+                                    suite.ground_truth).encode("utf-8")
+    if _fixtures_digest(files, tools_resolved) != suite.fixtures_sha256:
         raise SuiteError(
             f"{suite.fixtures_dir}: fixtures changed since suite {suite.name!r} loaded "
             "(reload the suite so its fixtures_sha256 matches what is rendered)"
