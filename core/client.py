@@ -488,6 +488,15 @@ def normalise_tool_calls(raw_calls: Sequence[Any] | None, content: str | None,
     return calls, text, warnings
 
 
+def _valid_call(c: NormalisedToolCall) -> NormalisedToolCall:
+    """``c`` with every text valid Unicode (:mod:`hbench.text`); itself when it already is."""
+    args = valid_json(c.arguments) if c.arguments else c.arguments
+    if args is c.arguments and not has_surrogate(c.name + c.id + c.raw_arguments + (c.format_error or "")):
+        return c
+    return attrs.evolve(c, id=valid_text(c.id), name=valid_text(c.name), raw_arguments=valid_text(c.raw_arguments),
+                        arguments=args, format_error=valid_text(c.format_error) if c.format_error else None)
+
+
 # --------------------------------------------------------------------------- stream assembly
 
 
@@ -508,15 +517,6 @@ class StreamAccumulator:
     def add(self, obj: dict[str, Any]) -> bool:
         """Merge one chunk; True when it carried content, reasoning or a tool-call delta."""
         self.events += 1
-def _valid_call(c: NormalisedToolCall) -> NormalisedToolCall:
-    """``c`` with every text valid Unicode (:mod:`hbench.text`); itself when it already is."""
-    args = valid_json(c.arguments) if c.arguments else c.arguments
-    if args is c.arguments and not has_surrogate(c.name + c.id + c.raw_arguments + (c.format_error or "")):
-        return c
-    return attrs.evolve(c, id=valid_text(c.id), name=valid_text(c.name), raw_arguments=valid_text(c.raw_arguments),
-                        arguments=args, format_error=valid_text(c.format_error) if c.format_error else None)
-
-
         if isinstance(obj.get("model"), str) and obj["model"]:
             self.model = obj["model"]
         if isinstance(obj.get("usage"), dict):
@@ -884,6 +884,7 @@ class ChatClient:
         self.tail_grace_s = tail_grace_s
         self._key = api_key or None
         register_secret(self._key)
+        register_url_secrets(base_url)  # a password in the URL's userinfo
         hdrs = {"Accept": "application/json, text/event-stream", **(headers or {})}
         if self._key:
             hdrs["Authorization"] = f"Bearer {self._key}"
@@ -904,7 +905,6 @@ class ChatClient:
         self._http.close()
 
     def __enter__(self) -> "ChatClient":
-        register_url_secrets(base_url)  # a password in the URL's userinfo
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -1299,6 +1299,12 @@ class ChatClient:
     def _assemble(self, content: str, reasoning: str, raw_calls: list[Any] | None, finish: Any,
                   usage: dict[str, Any] | None, timings: dict[str, Any] | None, model: str | None,
                   tool_names: list[str] | None) -> ChatResponse:
+        # text at the boundary: lone surrogates (valid JSON escapes) become U+FFFD here, and a
+        # pair split across stream chunks is joined, so nothing downstream meets unencodable text
+        content, reasoning = valid_text(content), valid_text(reasoning)
+        if raw_calls:
+            raw_calls = valid_json(raw_calls)
+        model = valid_text(model) if model else model
         calls, content, warnings = normalise_tool_calls(raw_calls, content, tool_names)
         # arguments are JSON inside JSON: their escapes were decoded only now
         calls = [_valid_call(c) for c in calls]
@@ -1315,9 +1321,3 @@ class ChatClient:
                             raw_finish_reason=raw_finish, prompt_tokens=_usage_int(usage, "prompt_tokens"),
                             completion_tokens=_usage_int(usage, "completion_tokens"), server_timings=timings,
                             model=model, warnings=warnings)
-        # text at the boundary: lone surrogates (valid JSON escapes) become U+FFFD here, and a
-        # pair split across stream chunks is joined, so nothing downstream meets unencodable text
-        content, reasoning = valid_text(content), valid_text(reasoning)
-        if raw_calls:
-            raw_calls = valid_json(raw_calls)
-        model = valid_text(model) if model else model
