@@ -485,6 +485,7 @@ class PromptCol:
     gate: str | None
     vibe: bool
     difficulty: int | None = None  # 1-3 (suite format 2)
+    tags: tuple[str, ...] = ()
 
 
 @attrs.define
@@ -570,7 +571,7 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False, prefer:
         for p in sc.prompts:
             if p.id not in prompts:
                 prompts[p.id] = PromptCol(p.id, p.category, p.core, p.gate, bool(getattr(p, "vibe", False)),
-                                          getattr(p, "difficulty", None))
+                                          getattr(p, "difficulty", None), tuple(getattr(p, "tags", None) or ()))
             matrix[lane][p.id] = MatrixCell(p.passes, p.runs, p.skipped, p.errors)
 
     telemetry, latency = [], []
@@ -761,12 +762,13 @@ def decided_lines(t: Tables) -> list[str]:
 
 
 def matrix_md(t: Tables) -> list[str]:
-    tiers = any(p.difficulty for p in t.prompts)
-    header = ["Prompt", "category"] + (["difficulty"] if tiers else []) + t.lanes
+    tiers = any(p.difficulty or p.tags for p in t.prompts)
+    header = ["Prompt", "category"] + (["difficulty · tags"] if tiers else []) + t.lanes
     rows = []
     for p in t.prompts:
         label = p.id + (" (gate: " + p.gate + ")" if p.gate else "") + ("" if p.core else " *")
-        rows.append([label, p.category] + ([str(p.difficulty or DASH)] if tiers else [])
+        tier = " · ".join([str(p.difficulty or DASH)] + list(p.tags))
+        rows.append([label, p.category] + ([tier] if tiers else [])
                     + [t.matrix[lane].get(p.id).text if p.id in t.matrix[lane] else DASH for lane in t.lanes])
     out = md_table(header, rows, "ll" + ("r" if tiers else "") + "r" * len(t.lanes))
     if any(not p.core for p in t.prompts):

@@ -514,3 +514,15 @@ def test_prefer_is_checked_in_hbench_toml(tmp_path: Path, monkeypatch) -> None: 
         load_config()
     (tmp_path / "hbench.toml").write_text('[run]\nprefer = "speed"\ntags = "short"\n')
     assert load_config().run.prefer == "speed"
+
+
+def test_reports_show_difficulty_tags_and_categories(decoys, scripted_server, tmp_path: Path) -> None:  # noqa: ANN001
+    srv = scripted_server(scripts(the_decoy(decoys)))
+    run_suite(srv, tmp_path / "r", runs=1, report="json,md,html")
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert "| Prompt | category | difficulty · tags |" in md
+    assert "| restraint | restraint | 1 · short |" in md and "| perturn | correction | 3 |" in md
+    assert "| selection | 1 | core 1/1 · 100% |" in md  # runs=1: the right attempt of each script
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert 'id="categories"' in page and 'id="chart-categories"' in page
+    assert 'title="difficulty 3 of 3">d3</span>' in page and '<span class="tag">short</span>' in page

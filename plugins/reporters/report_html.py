@@ -179,7 +179,7 @@ def build_payload(tables: Any, journal: dict[tuple[str, str, int], dict[str, Any
     return {
         "lanes": lanes,
         "prompts": [{"id": p.id, "category": p.category, "core": p.core, "gate": p.gate, "vibe": p.vibe,
-                     "difficulty": p.difficulty,
+                     "difficulty": p.difficulty, "tags": list(p.tags),
                      "text": prompt_text.get(p.id, "")} for p in tables.prompts],
         "cells": cells, "series": series, "walls": walls,
         "categories": {"names": list(tables.categories),
@@ -258,7 +258,8 @@ def _matrix_html(t: Any) -> str:
     for p in t.prompts:
         tags = (f' <span class="tag gate">gate: {_esc(p.gate)}</span>' if p.gate else "") + \
                ("" if p.core else ' <span class="tag">not core</span>') + (' <span class="tag">vibe</span>' if p.vibe else "") + \
-               (f' <span class="tag" title="difficulty {p.difficulty} of 3">d{p.difficulty}</span>' if p.difficulty else "")
+               (f' <span class="tag" title="difficulty {p.difficulty} of 3">d{p.difficulty}</span>' if p.difficulty else "") + \
+               "".join(f' <span class="tag">{_esc(tag)}</span>' for tag in p.tags)
         tds = []
         for lane in t.lanes:
             cell = t.matrix[lane].get(p.id)
