@@ -327,6 +327,9 @@ def test_tokens_and_show(scripted_server, tmp_path, db_url) -> None:
 
 
 def test_no_history_and_filters_and_prune(scripted_server, tmp_path, db_url, monkeypatch) -> None:
+    from hbench.plugins.history import db
+    from hbench.plugins.history.store import write_lane
+
     srv = scripted_server(good_scripts())
     base = ["run", "--lane-url", srv.url, "--model", "scripted-model", "--suite", "hermes-brain-v1", "--runs", "1",
             "--core-only", "--report", "json", "--no-progress"]
@@ -334,25 +337,35 @@ def test_no_history_and_filters_and_prune(scripted_server, tmp_path, db_url, mon
     assert code == 0
     assert cli("history", "--json") == (0, "[]\n")  # nothing written (and nothing created just to read)
     monkeypatch.delenv("HBENCH_HISTORY")  # on by default
-    for i in range(3):
-        assert cli(*base, "--out", str(tmp_path / f"on{i}"))[0] == 0
+    assert cli(*base, "--out", str(tmp_path / "on"))[0] == 0
+    # two older runs of the same lane (the same scorecard, other run ids and times)
+    sc = json.loads((tmp_path / "on" / "scripted-model.json").read_text())
+    for i, when in enumerate(("2026-01-02T10:00:00+0000", "2026-01-01T10:00:00+0100")):
+        old = json.loads(json.dumps(sc))
+        old["provenance"].update(run_id=f"older{i}", run_started_at=when, started_at=when, finished_at=when)
+        write_lane(db.engine_for(db_url), old)
     runs = json.loads(cli("history", "--json")[1])
-    assert len(runs) == 3 and runs[0]["started_at"] >= runs[-1]["started_at"]
+    assert [r["run_id"] for r in runs][1:] == ["older0", "older1"]  # newest first
+    assert runs[0]["run_id"] == sc["provenance"]["run_id"]
     suite = runs[0]["lanes"][0]["suite"]
     assert len(json.loads(cli("history", "--json", "--lane", "scripted-model", "--suite", suite["name"])[1])) == 3
     assert len(json.loads(cli("history", "--json", "--suite", suite["sha256"][:10])[1])) == 3
     assert json.loads(cli("history", "--json", "--suite", "other-suite")[1]) == []
     assert json.loads(cli("history", "--json", "--lane", "nope")[1]) == []
     assert json.loads(cli("history", "--json", "--model", "other-model")[1]) == []
-    assert len(json.loads(cli("history", "--json", "--since", "1h")[1])) == 3
+    assert len(json.loads(cli("history", "--json", "--model", "scripted-model")[1])) == 3
+    assert [r["run_id"] for r in json.loads(cli("history", "--json", "--since", "1d")[1])] == [runs[0]["run_id"]]
+    assert len(json.loads(cli("history", "--json", "--since", "2026-01-01T09:30")[1])) == 2  # 10:00+0100 is 09:00Z
     assert json.loads(cli("history", "--json", "--since", "2999-01-01")[1]) == []
+    assert cli("history", "--since", "yesterday")[0] == 2
     code, text = cli("history")
-    assert code == 0 and text.count("scripted-model") >= 3 and "/8" in text
+    assert code == 0 and text.count("scripted-model") >= 3 and "older0" in text
     code, text = cli("history", "prune", "--keep", "1")
     assert code == 0 and "deleted 2 runs" in text
     kept = json.loads(cli("history", "--json")[1])
     assert [r["run_id"] for r in kept] == [runs[0]["run_id"]]
-    assert dump(db_url)["lanes"] and len(dump(db_url)["attempts"]) == 8
+    rows = dump(db_url)
+    assert len(rows["lanes"]) == 1 and len(rows["lane_runs"]) == 1 and len(rows["attempts"]) == 8
 
 
 def test_no_key_and_no_url_credentials_in_the_database(scripted_server, tmp_path, db_url, monkeypatch) -> None:

@@ -298,7 +298,8 @@ def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
 #: httpx ~75 ms (and rich via httpx._main), psutil ~45 ms, pydantic ~80 ms (typer >= 0.29
 #: validates options through it), rich ~110 ms (typer's rich help; structlog.dev imports it),
 #: structlog (imported on the first log call), and the optional heavy ones
-HEAVY = ("httpx", "psutil", "pydantic", "rich", "structlog", "llama_cpp", "pynvml", "torch", "httpx_sse")
+HEAVY = ("httpx", "psutil", "pydantic", "rich", "structlog", "llama_cpp", "pynvml", "torch", "httpx_sse",
+         "sqlalchemy", "alembic", "psycopg")  # the run database: only when a history command or the writer runs
 
 
 def test_listing_plugins_is_fast_and_imports_nothing_heavy():
@@ -311,7 +312,8 @@ def test_listing_plugins_is_fast_and_imports_nothing_heavy():
     assert heavy == "[]", f"heavy modules imported while listing plugins: {heavy}"
 
 
-@pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"], ["--help"], ["run", "--help"]])
+@pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"], ["--help"], ["run", "--help"],
+                                  ["history", "--help"], ["compare", "--help"]])
 def test_cli_listing_and_help_import_nothing_heavy(argv: list[str], tmp_path: Path) -> None:
     """The command as a user runs it (typer parsing, plugin loading, output), not just the
     plugin manager: each heavy module above is imported only by the command that needs it."""
