@@ -380,3 +380,37 @@ def test_report_refuses_lanes_of_different_prompt_sets(scripted_server, tmp_path
     assert code == 0, err
     text = (tmp_path / "rep" / "summary.md").read_text()
     assert "**Mixed prompt sets**" in text and text.count("**Ranked within ") == 2
+
+
+def test_a_fatal_error_marks_every_unfinished_lane_incomplete(scripted_server, tmp_path: Path, monkeypatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The journal stops taking records mid-run (a full disk, injected): the run stops,
+    and the lane it was in and the lane it never started both say complete: false."""
+    from hbench.journal import Journal, JournalWriteError
+
+    real = Journal.append_attempt
+    calls = {"n": 0}
+
+    def append_attempt(self, attempt):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise JournalWriteError(f"cannot write the journal {self.path}: No space left on device")
+        return real(self, attempt)
+
+    monkeypatch.setattr(Journal, "append_attempt", append_attempt)
+    srv = scripted_server(steady_scripts())
+    cfg = two_lanes(tmp_path, srv, srv)
+    out = tmp_path / "r"
+    code, _stdout, err = cli(["--config", str(cfg), "run", "--lanes", "broken,healthy", "--suite", SUITE,
+                              "--runs", "1", "--out", str(out), "--report", "json,md", "--no-progress"], capsys)
+    assert code == 1 and "No space left on device" in err
+    first, second = (json.loads((out / f"{n}.json").read_text()) for n in ("broken", "healthy"))
+    assert first["complete"] is False and first["attempts_scored"] == 3
+    assert first["incomplete_reason"].startswith("run stopped by a fatal error (cannot write the journal")
+    assert "5 of 8 attempts did not run" in first["incomplete_reason"]
+    assert second["complete"] is False and second["attempts_scored"] == 0
+    assert "before this lane started; 8 of 8 attempts did not run" in second["incomplete_reason"]
+    summary = (out / "summary.md").read_text()
+    assert "Top lane" not in summary
+    for lane in ("broken", "healthy"):
+        assert f"| {lane} | builtin | incomplete: run stopped by a fatal error" in summary
