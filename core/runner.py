@@ -29,6 +29,13 @@ A lane that fails to start or become ready, or dies mid-suite, is recorded as fa
 with the reason; its journaled attempts are kept and the run goes on (exit 1). SIGINT
 cancels the attempts in flight (the client closes their requests), stops the lane,
 writes what there is and prints the ``--resume`` command (exit 130).
+
+An attempt that ends in an infrastructure error is **errored** (the stack's fault; it is
+journaled and scored nowhere). After ``--max-consecutive-errors`` (5) errored attempts
+in a row the lane stops. A lane with errored or missing attempts, stopped early or
+never started (the run was stopped first) gets a ``complete: false`` scorecard saying
+why, and the run exits 3 (:meth:`Runner._verdict`); ``--resume`` re-runs the errored and
+missing attempts, each new record superseding the old one in the journal.
 """
 
 from __future__ import annotations
