@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "sampler": ["1"],  # its own main() reads seconds from argv when run as a script
     "scale": None,
     "hermes_overhead": ["1"],
+    "power": None,
 }
 
 

@@ -85,7 +85,7 @@ CASES: list[Case] = [
          [call("grep", pattern="11-speed", path="sales"), call("read_file", path="vendors/v03_orbit-chains.txt"),
           say("Orbit Chains supplies it, and we buy from them on prepaid terms.")],
          [call("grep", pattern="11-speed", path="sales"), say("Orbit Chains, on net 30 terms.")],
-         "missing 'prepaid'"),
+         "no match for /pre-?paid/"),
     # ------------------------------------------------------------- compute
     Case("compute-march-expenses", "What did we spend in March in total",
          [call("read_file", path="ops/expenses_march.csv"),
@@ -167,11 +167,11 @@ CASES: list[Case] = [
     Case("trap-read-timeout", "gateway's read timeout",
          [call("grep", pattern="read_timeout", path="ops"), say("42.5 seconds (read_timeout_ms = 42500 under [gateway]).")],
          [call("grep", pattern="read_timeout", path="ops"), say("15 seconds")],
-         "no match for"),
+         "none of 2 patterns matched"),
     Case("trap-carbon-seatpost", "seatpost clamp get on a carbon frame",
          [call("grep", pattern="seatpost", path="kb"), say("6 Nm for a carbon frame (use carbon assembly paste).")],
          [call("grep", pattern="seatpost", path="kb"), say("8 Nm.")],
-         "no match for"),
+         "none of 2 patterns matched"),
     # ------------------------------------------------------------- restraint
     Case("restraint-ready", "reply with the single word READY",
          [say("READY")],

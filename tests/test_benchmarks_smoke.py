@@ -32,6 +32,7 @@ NAMES = {
     "sampler": ["sampler_cpu"],
     "scale": ["scale_rss_growth"],
     "hermes_overhead": ["hermes_overhead"],
+    "power": ["power_sim_match", "power_pick_rate"],
 }
 
 
