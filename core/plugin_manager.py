@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "hbench.plugins.agents",
     "hbench.plugins.tools",
     "hbench.plugins.history",
+    "hbench.plugins.mcp",
     "hbench.suites",
 )
 

@@ -230,7 +230,7 @@ def test_adaptive_stops_when_the_majority_is_settled(scripted_server, tmp_path: 
 
 def test_conditional_prompts_run_when_the_agent_offers_them(scripted_server, hbench_plugin, tmp_path: Path) -> None:
     class McpAgent(BuiltinAgent):
-        name: ClassVar[str] = "builtin-mcp"
+        name: ClassVar[str] = "mcp-capable"
         capabilities: ClassVar[frozenset[str]] = frozenset({"mcp"})
 
     class Plugin:
@@ -240,12 +240,12 @@ def test_conditional_prompts_run_when_the_agent_offers_them(scripted_server, hbe
 
     hbench_plugin(Plugin(), name="mcp-agent")
     srv = scripted_server({"MCP tools": [answer("otter-quartz-5518")]})
-    (sc,) = run(opts(srv, tmp_path / "r", runs=1, agent="builtin-mcp")).scorecards
+    (sc,) = run(opts(srv, tmp_path / "r", runs=1, agent="mcp-capable")).scorecards
     p = by_id(sc)
     assert p["mcp-handshake-token"].skipped is None and p["mcp-handshake-token"].runs == 1
-    assert p["rag-return-window"].skipped.startswith("needs capability 'rag'; agent 'builtin-mcp' offers mcp")
-    assert sc.agent["name"] == "builtin-mcp"
-    (sc2,) = run(opts(srv, tmp_path / "r2", runs=1, agent="builtin-mcp", core_only=True)).scorecards
+    assert p["rag-return-window"].skipped.startswith("needs capability 'rag'; agent 'mcp-capable' offers mcp")
+    assert sc.agent["name"] == "mcp-capable"
+    (sc2,) = run(opts(srv, tmp_path / "r2", runs=1, agent="mcp-capable", core_only=True)).scorecards
     assert by_id(sc2)["mcp-handshake-token"].skipped == "not core (--core-only)"
     assert sc2.attempts_run == 8
 
