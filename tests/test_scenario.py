@@ -526,3 +526,16 @@ def test_reports_show_difficulty_tags_and_categories(decoys, scripted_server, tm
     page = (tmp_path / "r" / "report.html").read_text()
     assert 'id="categories"' in page and 'id="chart-categories"' in page
     assert 'title="difficulty 3 of 3">d3</span>' in page and '<span class="tag">short</span>' in page
+
+
+@given(st.sets(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), min_size=1, max_size=30), st.text(max_size=10),
+       st.data())
+def test_decoy_choice_is_a_function_of_suite_prompt_and_pool(pool: set[str], prompt_id: str, data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, len(pool)))
+    names = sorted(pool)
+    shuffled = data.draw(st.permutations(names))
+    picked = choose_decoys("suite", prompt_id, names, n)
+    assert picked == choose_decoys("suite", prompt_id, shuffled, n)  # not the pool's order
+    assert len(picked) == n == len(set(picked)) and set(picked) <= pool
+    with pytest.raises(ValueError, match="decoys asked for"):
+        choose_decoys("suite", prompt_id, names, len(pool) + 1)
