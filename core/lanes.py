@@ -423,7 +423,7 @@ def adhoc_lane(url: str, model: str | None, kind: str = "openai", api_key_env: s
     from hbench.config import base_url_problem
 
     if not url.startswith(("http://", "https://")) or base_url_problem(url):
-        raise BadInput(f"--lane-url {scrub(url)!r}: expected an http(s) URL with a host, like http://localhost:8000/v1")
+        raise BadInput(f"--lane-url {scrub(url)!r}: expected http://HOST:PORT/v1: an http(s) URL with a host, like http://localhost:8000/v1")
     if api_key_env and not os.environ.get(api_key_env):
         raise BadInput(f"--api-key-env {api_key_env}: the variable {api_key_env} is not set (or empty); "
                        f"export {api_key_env}=<key> first, or leave --api-key-env out for a server without a key")

@@ -499,10 +499,13 @@ class Runner:
                 if not ok:
                     problems.append(f"agent {agent_name!r} cannot run: {why}")
         from hbench.config import file_name_clashes
-        from hbench.lanes import is_managed
+        from hbench.lanes import LaneKind, is_managed
 
         for spec in self.lanes:
-            if spec.kind in reg.lane_kinds and spec.base_url is None and not is_managed(spec, reg.lane_kinds.get(spec.kind)):
+            kind = reg.lane_kinds.get(spec.kind) if spec.kind in reg.lane_kinds else None
+            # a kind with its own prepare() may fill base_url in (or refuse the lane itself)
+            if (kind is not None and spec.base_url is None and type(kind).prepare is LaneKind.prepare
+                    and not is_managed(spec, kind)):
                 where = f"{spec.source}: lanes.{spec.name}" if spec.source.endswith(".toml") else f"lane {spec.name!r}"
                 problems.append(f'{where}.base_url: missing; write the server\'s URL, like base_url = '
                                 f'"http://localhost:8000/v1" (or give start = [...] so hbench starts the server)')

@@ -129,7 +129,7 @@ def test_bundled_suite_exact_scorecard(scripted_server, hbench_plugin, tmp_path:
     assert rec.lanes == ["scripted-model"] and rec.runs == 1
     card = json.loads((tmp_path / "results" / "scripted-model.json").read_text())
     assert card["core_pass"] == 4 and card["schema"] == "hbench.scorecard/1.1"
-    assert not (tmp_path / "results" / "scratch").exists()  # every scratch copy removed
+    assert not (tmp_path / "results" / ".hbench" / "scratch").exists()  # every scratch copy removed
 
 
 DESIGN_KEYS = ["lane", "suite", "runs", "core_pass", "core_n", "pass_rate", "pass_rate_ci95", "pass_hat_k",
@@ -308,17 +308,17 @@ def test_two_lanes_never_see_each_other(scripted_server, hbench_plugin, tmp_path
             where, found, up, sideways = a.tool_calls[:4]
             root = Path(where.result)
             roots[(lane, a.n)] = root
-            assert root == (out / "scratch" / lane / "ground-freight-account" / str(a.n)).resolve()
+            assert root == (out / ".hbench" / "scratch" / lane / "ground-freight-account" / str(a.n)).resolve()
             assert found.result.strip() == f"marker-{lane}.txt"  # its own marker only
             assert not up.ok and "'..'" in up.error and not sideways.ok
-            assert str((out / "scratch" / other).resolve()) not in json.dumps(a.transcript)
+            assert str((out / ".hbench" / "scratch" / other).resolve()) not in json.dumps(a.transcript)
     assert len(set(roots.values())) == 4
     # transcripts live in the journal, outside every scratch folder
-    assert not str(result.journal.resolve()).startswith(str((out / "scratch").resolve()))
+    assert not str(result.journal.resolve()).startswith(str((out / ".hbench" / "scratch").resolve()))
     # each server only ever saw its own lane
     for lane, srv in servers.items():
         other = "lane-b" if lane == "lane-a" else "lane-a"
-        assert str((out / "scratch" / other).resolve()) not in json.dumps([r.body for r in srv.chat_requests])
+        assert str((out / ".hbench" / "scratch" / other).resolve()) not in json.dumps([r.body for r in srv.chat_requests])
 
 
 def test_a_lane_that_fails_to_start_is_recorded_and_the_run_goes_on(scripted_server, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from hbench import hookimpl
 from hbench.report import load_scorecard
 from hbench.reporters import Reporter
@@ -111,17 +113,18 @@ def test_without_the_json_reporter_scorecards_are_kept_and_reported_once(scripte
     assert [sc.lane["name"] for sc in result.scorecards] == ["a", "b"]
 
 
-def test_two_lanes_one_file_name_the_second_is_kept_and_the_run_says_so(scripted_server, hbench_plugin,
-                                                                        tmp_path: Path) -> None:
-    """'x y' and 'x/y' both become x_y.json: the second must not overwrite the first."""
+def test_two_lanes_one_file_name_are_refused_before_anything_runs(scripted_server, hbench_plugin,
+                                                                   tmp_path: Path) -> None:
+    """'x y' and 'x/y' both become x_y.json. Issue 15: this was found only after both lanes
+    ran (and one scorecard was lost); now it is bad input before any lane starts."""
+    from hbench.errors import ConfigError
+
     srv = scripted_server(_scripts(), default=[answer("I don't know.")])
     out = tmp_path / "r"
     reporter = CountingReporter()
     hbench_plugin(Watcher(out, reporter), name="watcher")
-    result = run(RunOptions(config=str(_config(tmp_path, srv.url, ["x y", "x/y"])), lanes="all",
-                            suite="hermes-brain-v1", runs=1, core_only=True, out=str(out), report="json,counting",
-                            progress=False))
-    assert result.exit_code == 1  # a report could not be written
-    assert sorted(p.name for p in out.glob("*.json")) == ["x_y.json"]
-    assert load_scorecard(out / "x_y.json").lane["name"] == "x y"
-    assert reporter.calls == [["x y", "x/y"]]  # both lanes still reach the cross-lane reports
+    with pytest.raises(ConfigError, match=r"lanes 'x y', 'x/y' would all be written to x_y.json; rename one"):
+        run(RunOptions(config=str(_config(tmp_path, srv.url, ["x y", "x/y"])), lanes="all",
+                       suite="hermes-brain-v1", runs=1, core_only=True, out=str(out), report="json,counting",
+                       progress=False))
+    assert srv.chat_requests == [] and reporter.calls == [] and not out.exists()
