@@ -31,6 +31,7 @@ from relhelp import CANARY, attempts_of, read_journal, write_suite  # noqa: E402
 FAKE = ROOT / "tests" / "data" / "mcp" / "suite_server.py"
 BUILTINS = {"list_dir", "read_file", "glob", "grep", "calculate"}
 TOKEN_PROMPT = "Using one of your MCP tools"
+TOKEN = json.loads((ROOT / "suites" / "hermes-brain" / "ground_truth.json").read_text())["mcp_token"]
 
 
 def serve(root: Path, **kw: Any) -> McpConnection:
@@ -149,7 +150,7 @@ def _verdicts(result: Any) -> dict[tuple[str, int], tuple[Any, ...]]:
 def test_bundled_suite_gives_the_same_verdicts_in_process_and_over_mcp(tmp_path: Path, scripted_server, plan: str) -> None:
     script = scripts(None if plan == "right" else all_wrong())
     script.append({"match": TOKEN_PROMPT, "attempts": [[call("read_file", path="mcp/handshake.txt"),
-                                                         answer("The token is otter-quartz-5518.")]]})
+                                                         answer(f"The token is {TOKEN}.")]]})
     res_in, sc_in = _run(tmp_path, scripted_server(script), "builtin")
     res_mcp, sc_mcp = _run(tmp_path, scripted_server(script), "builtin-mcp")
     v_in, v_mcp = _verdicts(res_in), _verdicts(res_mcp)
@@ -168,16 +169,16 @@ def test_bundled_suite_gives_the_same_verdicts_in_process_and_over_mcp(tmp_path:
 def test_builtin_mcp_offers_list_tools_schemas_and_sends_content_as_tool_messages(tmp_path: Path, scripted_server) -> None:
     srv = scripted_server({TOKEN_PROMPT: [call("read_file", path="mcp/handshake.txt"),
                                           call("read_file", path="../../../etc/passwd"),
-                                          answer("otter-quartz-5518")]})
+                                          answer(TOKEN)]})
     result, sc = _run(tmp_path, srv, "builtin-mcp", categories="mcp")
     (a,) = attempts_of(read_journal(result.journal)).values()
-    assert a["passed"] and a["tool_calls"][0]["ok"] and "otter-quartz-5518" in a["tool_calls"][0]["result"]
+    assert a["passed"] and a["tool_calls"][0]["ok"] and TOKEN in a["tool_calls"][0]["result"]
     assert not a["tool_calls"][1]["ok"] and "'..'" in a["tool_calls"][1]["error"]
     first = srv.chat_requests[0]
     offered = {t["function"]["name"]: t["function"] for t in first.body["tools"]}
     assert set(offered) == BUILTINS and offered["read_file"]["parameters"]["required"] == ["path"]
-    tool_msgs = [m for m in srv.chat_requests[-1].messages if m.get("role") == "tool"]
-    assert "otter-quartz-5518" in tool_msgs[0]["content"] and tool_msgs[1]["content"].startswith("error:")
+    tool_msgs = max(([m for m in r.messages if m.get("role") == "tool"] for r in srv.chat_requests), key=len)
+    assert TOKEN in tool_msgs[0]["content"] and tool_msgs[1]["content"].startswith("error:")
 
 
 # --------------------------------------------------------------------------- suite MCP servers
