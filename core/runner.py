@@ -839,6 +839,11 @@ class Runner:
         kind_info: dict[str, Any] = {}
         failed: str | None = None
         warnings: list[str] = []
+        no_suite_tools = [pid for pid, why in skipped.items() if why.startswith("needs capability 'suite_tools'")]
+        if no_suite_tools:  # suite format 2 prompts this agent cannot serve: say so once, in the scorecard
+            warnings.append(f"{len(no_suite_tools)} prompt{'s' if len(no_suite_tools) != 1 else ''} skipped: agent "
+                            f"{agent.name!r} cannot offer a prompt its own tools, decoys or follow-up turns "
+                            f"(capability 'suite_tools'); they count nowhere: {', '.join(no_suite_tools)}")
         base_url, model = spec.base_url, spec.model
         finished_rec = self.journal.finished_record(spec.name) if self.opts.resume else None
         started = _now()

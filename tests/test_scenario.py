@@ -433,6 +433,8 @@ def test_an_agent_without_suite_tools_skips_the_prompts_that_need_them(decoys, h
     assert p["restraint"].skipped is None  # forbid_tools is judged on any agent's calls
     for pid in ("destructive", "precise", "followup", "perturn", "recovery", "decoys"):
         assert p[pid].skipped == "needs capability 'suite_tools'; agent 'plain' offers none", pid
+    assert ("6 prompts skipped: agent 'plain' cannot offer a prompt its own tools, decoys or follow-up turns "
+            "(capability 'suite_tools'); they count nowhere: destructive, precise") in sc.warnings[0]
 
 
 # --------------------------------------------------------------------------- judge (pure)
