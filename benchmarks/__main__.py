@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "scale": None,
     "hermes_overhead": ["1"],
     "power": None,
+    "history": None,
 }
 
 

@@ -33,6 +33,7 @@ NAMES = {
     "scale": ["scale_rss_growth"],
     "hermes_overhead": ["hermes_overhead"],
     "power": ["power_sim_match", "power_pick_rate"],
+    "history": ["history_import", "history_list", "history_compare", "history_overhead"],
 }
 
 

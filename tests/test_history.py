@@ -291,6 +291,19 @@ def test_round_trip_live_equals_import_and_import_twice(scripted_server, tmp_pat
     cores = {ln["lane"]: ln["core_pass"] for ln in hist_run["lanes"]}
     assert cores["alpha"] - cores["beta"] == 2  # beta answers two core prompts wrong
 
+    # the sqlite3 fast path (SQLite at head) and the SQLAlchemy path read the same
+    from hbench.plugins.history import fastread, query
+
+    real_connect = fastread.connect
+    try:
+        fastread.connect = lambda url=None: None
+        via_sqlalchemy = query.history(db_url)
+        cmp_slow = query.resolve("beta@latest", db_url).scorecards
+    finally:
+        fastread.connect = real_connect
+    assert via_sqlalchemy == json.loads(text)
+    assert cmp_slow == query.resolve("beta@latest", db_url).scorecards == {"beta": cards["beta"]}
+
     # a database rebuilt from the files equals the one written live; importing twice adds nothing
     live = dump(db_url)
     assert len(live["attempts"]) == 16 and len(live["lane_runs"]) == 2 and len(live["runs"]) == 1

@@ -20,11 +20,13 @@ def _engine(db: str | None) -> Any:
 
 def _reading_engine(db: str | None) -> Any:
     """For a read: None when there is no database yet (nothing is created just to read)."""
-    from hbench.plugins.history import db as dbm
+    from hbench.plugins.history.where import exists
 
-    if not dbm.exists(db):
+    if not exists(db):
         return None
-    return dbm.engine_for(db)
+    from hbench.plugins.history.db import engine_for
+
+    return engine_for(db)
 
 
 def _fmt_rate(x: Any) -> str:
@@ -52,14 +54,15 @@ def register(app: typer.Typer) -> None:
             return
         from hbench.plugins.history.query import history, parse_since
 
+        from hbench.plugins.history.where import exists
+
         ts = parse_since(since) if since else None
-        engine = _reading_engine(db)
-        rows = history(engine, lane=lane, model=model, suite=suite, since=ts, limit=limit) if engine else []
+        rows = history(db, lane=lane, model=model, suite=suite, since=ts, limit=limit) if exists(db) else []
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
         if not rows:
-            from hbench.plugins.history.db import describe, resolve_url
+            from hbench.plugins.history.where import describe, resolve_url
 
             typer.echo(f"no runs in the run database {describe(resolve_url(db))}"
                        + (" matching the filters" if any((lane, model, suite, since)) else ""))
@@ -158,8 +161,7 @@ def register(app: typer.Typer) -> None:
         from hbench.plugins.history.compare import EXIT_REGRESSION, compare, to_text
         from hbench.plugins.history.query import resolve
 
-        side_a = resolve(a, lambda: _engine(db))
-        side_b = resolve(b, lambda: _engine(db))
+        side_a, side_b = resolve(a, db), resolve(b, db)
         cmp = compare(side_a.label, side_a.scorecards, side_b.label, side_b.scorecards, alpha=alpha)
         if html_out:
             from hbench.plugins.history.html import compare_page

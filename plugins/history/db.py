@@ -22,8 +22,6 @@ This module imports SQLAlchemy at import time: import it only where the database
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,7 @@ import sqlalchemy as sa
 
 from hbench.errors import BadInput
 
-#: the newest migration (``migrations/versions``); the schema below is what it leaves
-HEAD = "0002"
-ENV_DB = "HBENCH_DB"
+from hbench.plugins.history.where import ENV_DB, HEAD, describe, exists, redact_url, resolve_url  # noqa: F401
 
 metadata = sa.MetaData()
 
@@ -127,50 +123,6 @@ attempts = sa.Table(
 )
 
 
-# --------------------------------------------------------------------------- where
-
-
-def default_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("hbench", appauthor=False)) / "history.sqlite"
-
-
-def resolve_url(url: str | None = None) -> str:
-    """``--db``, else ``HBENCH_DB``, else the default SQLite file. A bare path is a SQLite
-    file; ``postgresql://`` means psycopg 3."""
-    raw = url if url else os.environ.get(ENV_DB) or ""
-    where = "--db" if url else ENV_DB
-    if not raw:
-        return f"sqlite:///{default_path()}"
-    if "://" not in raw:
-        return f"sqlite:///{Path(raw).expanduser().absolute()}"
-    scheme = raw.split("://", 1)[0].lower()
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + raw.split("://", 1)[1]
-    if scheme == "postgresql+psycopg" or scheme == "sqlite" or scheme.startswith("sqlite+"):
-        return raw
-    raise BadInput(f"{where}={redact_url(raw)!r}: unsupported database (use a SQLite path, sqlite:///PATH or "
-                   "postgresql://USER@HOST:PORT/DB)")
-
-
-_CRED = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s\"'<>]*@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|password|secret|sig)=)[^&\s\"'#<>]*")
-
-
-def redact_url(text: str) -> str:
-    """``text`` with credentials removed from every URL in it: ``user:pass@`` and secret
-    query parameters (``?api_key=...``). Applied to everything the database stores."""
-    if "://" not in text:
-        return text
-    return _QUERY_SECRET.sub(r"\1***", _CRED.sub(r"\g<scheme>", text))
-
-
-def describe(url: str) -> str:
-    """The URL as it may be shown (no password)."""
-    return redact_url(url)
-
-
 # --------------------------------------------------------------------------- engines
 
 _engines: dict[str, sa.Engine] = {}
@@ -234,12 +186,6 @@ def engine_for(url: str | None = None) -> sa.Engine:
                                f"check --db / {ENV_DB}") from None
             _ready.add(full)
     return eng
-
-
-def exists(url: str | None = None) -> bool:
-    """Whether there is a database to read (a SQLite file that is there; any server URL)."""
-    path = _sqlite_file(resolve_url(url))
-    return path is None or path.exists()
 
 
 def dispose_all() -> None:

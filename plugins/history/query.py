@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import sqlalchemy as sa
 
 from hbench.errors import BadInput
-from hbench.plugins.history.db import attempts, lane_runs, lanes, prompts, runs
+
+# SQLAlchemy (hbench.plugins.history.db) is imported inside the functions that need it:
+# `hbench history` and `hbench compare` read a SQLite database with sqlite3 (fastread).
 
 #: lane-run columns ``hbench history --json`` shows (the scorecard's names)
 FIGURES = ("core_pass", "core_n", "pass_rate", "consistency", "runaway_rate", "correct_tool_rate",
@@ -27,7 +28,7 @@ def parse_since(text: str) -> float:
     if m:
         mult = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
         return time.time() - float(m.group(1)) * mult
-    from hbench.plugins.history.store import parse_ts
+    from hbench.plugins.history.where import parse_ts
 
     for candidate in (text, text + "T00:00:00", text + ":00"):
         ts = parse_ts(candidate if re.search(r"[+-]\d{4}$|Z$", candidate) else candidate + "+0000")
@@ -37,16 +38,26 @@ def parse_since(text: str) -> float:
                    "or an age (7d, 12h, 30m)")
 
 
-def _lane_run_select() -> sa.Select:
-    return (sa.select(lane_runs, runs.c.started_at.label("run_started_at"), runs.c.started_ts, runs.c.host,
+def _lane_run_select() -> Any:
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import lane_runs, lanes, runs
+
+    cols = [lane_runs.c[k] for k in ("id", "run_id", "started_at", "finished_at", "ci_low", "ci_high", *FIGURES)]
+    return (sa.select(*cols, runs.c.started_at.label("run_started_at"), runs.c.started_ts, runs.c.host,
                       runs.c.hbench_version, lanes.c.name, lanes.c.served_model, lanes.c.fingerprint,
                       lanes.c.suite_sha256, lanes.c.suite_name, lanes.c.suite_version, lanes.c.kind,
                       lanes.c.model, lanes.c.base_url)
             .join(runs, runs.c.run_id == lane_runs.c.run_id).join(lanes, lanes.c.id == lane_runs.c.lane_id))
 
 
+def _m(r: Any) -> Any:
+    """A row's columns by name (SQLAlchemy rows and sqlite3 rows alike)."""
+    return r._mapping if hasattr(r, "_mapping") else r
+
+
 def _lane_dict(r: Any) -> dict[str, Any]:
-    m = r._mapping
+    m = _m(r)
     out = {"lane": m["name"], "kind": m["kind"], "model": m["model"] or None, "served_model": m["served_model"] or None,
            "base_url": m["base_url"] or None, "fingerprint": m["fingerprint"],
            "suite": {"name": m["suite_name"], "version": m["suite_version"], "sha256": m["suite_sha256"]},
@@ -59,10 +70,22 @@ def _lane_dict(r: Any) -> dict[str, Any]:
     return out
 
 
-def history(engine: sa.Engine, *, lane: str | None = None, model: str | None = None, suite: str | None = None,
+def history(url: str | None = None, *, lane: str | None = None, model: str | None = None, suite: str | None = None,
             since: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Runs, newest first, each with its lanes (filtered). ``suite`` matches the suite's
     name or a sha256 prefix; ``model`` the served model id or the configured model."""
+    from hbench.plugins.history import fastread
+
+    fast = fastread.connect(url)
+    if fast is not None:
+        try:
+            return _group(fastread.history(fast, lane=lane, model=model, suite=suite, since=since), limit)
+        finally:
+            fast.close()
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import engine_for, lane_runs, lanes, runs
+
     q = _lane_run_select()
     if lane:
         q = q.where(lanes.c.name == lane)
@@ -72,36 +95,53 @@ def history(engine: sa.Engine, *, lane: str | None = None, model: str | None = N
         q = q.where(sa.or_(lanes.c.suite_name == suite, lanes.c.suite_sha256.startswith(suite)))
     if since is not None:
         q = q.where(runs.c.started_ts >= since)
-    q = q.order_by(runs.c.started_ts.desc(), runs.c.run_id, lane_runs.c.id)
+    q = q.order_by(runs.c.started_ts.desc().nulls_last(), runs.c.run_id, lane_runs.c.id)
+    with engine_for(url).connect() as conn:
+        return _group(conn.execute(q), limit)
+
+
+def _group(rows: Any, limit: int | None) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    with engine.connect() as conn:
-        for r in conn.execute(q):
-            m = r._mapping
-            run = out.get(m["run_id"])
-            if run is None:
-                if limit is not None and len(out) >= limit:
-                    break
-                run = out[m["run_id"]] = {"run_id": m["run_id"], "started_at": m["run_started_at"],
-                                          "host": m["host"], "hbench_version": m["hbench_version"], "lanes": []}
-            run["lanes"].append(_lane_dict(r))
+    for r in rows:
+        m = _m(r)
+        run = out.get(m["run_id"])
+        if run is None:
+            if limit is not None and len(out) >= limit:
+                break
+            run = out[m["run_id"]] = {"run_id": m["run_id"], "started_at": m["run_started_at"],
+                                      "host": m["host"], "hbench_version": m["hbench_version"], "lanes": []}
+        run["lanes"].append(_lane_dict(r))
     return list(out.values())
 
 
-def find_run(conn: sa.Connection, ref: str) -> str:
-    """A run id, or an unambiguous prefix of one (at least 4 characters)."""
-    if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == ref)).first():
-        return ref
-    if len(ref) >= 4:
-        found = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id.startswith(ref)).limit(5))]
-        if len(found) == 1:
-            return found[0]
-        if found:
-            raise BadInput(f"run {ref!r} is ambiguous: {', '.join(found)}; give more of the id")
+def _pick_run(ref: str, found: list[str]) -> str:
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise BadInput(f"run {ref!r} is ambiguous: {', '.join(found)}; give more of the id")
     raise BadInput(f"no run {ref!r} in the run database (see `hbench history`)")
 
 
-def show(engine: sa.Engine, ref: str) -> dict[str, Any]:
+def find_run(conn: Any, ref: str) -> str:
+    """A run id, or an unambiguous prefix of one (at least 4 characters)."""
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import runs
+
+    if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == ref)).first():
+        return ref
+    found = []
+    if len(ref) >= 4:
+        found = [r[0] for r in conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id.startswith(ref)).limit(5))]
+    return _pick_run(ref, found)
+
+
+def show(engine: Any, ref: str) -> dict[str, Any]:
     """One run: its lanes with their figures and per-prompt results."""
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import attempts, lane_runs, prompts, runs
+
     with engine.connect() as conn:
         rid = find_run(conn, ref)
         run = conn.execute(sa.select(runs).where(runs.c.run_id == rid)).first()._mapping
@@ -124,16 +164,18 @@ def show(engine: sa.Engine, ref: str) -> dict[str, Any]:
     return out
 
 
-def prune(engine: sa.Engine, keep: int) -> int:
+def prune(engine: Any, keep: int) -> int:
     """Keep the ``keep`` newest runs; delete the rest (and lane identities no run uses).
     Returns how many runs were deleted."""
     if keep < 0:
         raise BadInput(f"--keep {keep}: must be 0 or more")
-    from hbench.plugins.history.db import write_conn
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import attempts, lane_runs, lanes, prompts, runs, write_conn
 
     with write_conn(engine) as conn:
         ids = [r[0] for r in conn.execute(sa.select(runs.c.run_id)
-                                          .order_by(runs.c.started_ts.desc(), runs.c.run_id.desc()))]
+                                          .order_by(runs.c.started_ts.desc().nulls_last(), runs.c.run_id.desc()))]
         old = ids[keep:]
         for i in range(0, len(old), 500):
             chunk = old[i:i + 500]
@@ -161,7 +203,7 @@ class Side:
 _LANE_REF = re.compile(r"^(?P<lane>.+)@(?P<which>latest|-?\d+)$")
 
 
-def resolve(ref: str, engine_fn: Any) -> Side:
+def resolve(ref: str, url: str | None = None) -> Side:
     """What a compare argument names: a results folder (scorecards read from it), a run
     (every lane in it) or ``LANE@latest`` / ``LANE@-N`` (that lane's Nth run before its latest)."""
     p = Path(ref)
@@ -174,46 +216,72 @@ def resolve(ref: str, engine_fn: Any) -> Side:
             cards[str((data.get("lane") or {}).get("name"))] = data
         rid = {str((c.get("provenance") or {}).get("run_id") or "") for c in cards.values()} - {""}
         return Side(ref, cards, sorted(rid))
-    m = _LANE_REF.match(ref)
-    from hbench.plugins.history import db
+    from hbench.plugins.history import fastread, where
 
-    if not db.exists():
+    if not where.exists(url):
         raise BadInput(f"{ref!r}: not a results folder, and there is no run database yet "
-                       f"({db.describe(db.resolve_url())}); run hbench, or `hbench history import DIR`")
-    engine = engine_fn()
-    with engine.connect() as conn:
-        if m:
-            lane, which = m.group("lane"), m.group("which")
-            back = 0 if which in ("latest", "0") else -int(which)
-            if back < 0:
-                raise BadInput(f"{ref!r}: use LANE@latest or LANE@-N (N runs before the latest)")
-            rows = conn.execute(
+                       f"({where.describe(where.resolve_url(url))}); run hbench, or `hbench history import DIR`")
+    m = _LANE_REF.match(ref)
+    lane, back = None, 0
+    if m:
+        lane, which = m.group("lane"), m.group("which")
+        back = 0 if which in ("latest", "0") else -int(which)
+        if back < 0:
+            raise BadInput(f"{ref!r}: use LANE@latest or LANE@-N (N runs before the latest)")
+    fast = fastread.connect(url)
+    if fast is not None:
+        try:
+            if lane is not None:
+                got, count = fastread.lane_run(fast, lane, back), lambda: fastread.lane_run_count(fast, lane)
+                return _lane_side(ref, lane, got, count)
+            rid = _pick_run(ref, fastread.run_ids(fast, ref))
+            return Side(rid, {name: json.loads(text) for name, text in fastread.run_scorecards(fast, rid)}, [rid])
+        finally:
+            fast.close()
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import engine_for, lane_runs, lanes
+
+    with engine_for(url).connect() as conn:
+        if lane is not None:
+            row = conn.execute(
                 sa.select(lane_runs.c.scorecard, lane_runs.c.run_id).join(lanes, lanes.c.id == lane_runs.c.lane_id)
                 .where(lanes.c.name == lane)
-                .order_by(lane_runs.c.finished_ts.desc(), lane_runs.c.id.desc()).offset(back).limit(1)).first()
-            if rows is None:
-                n = conn.execute(sa.select(sa.func.count()).select_from(lane_runs.join(lanes))
-                                 .where(lanes.c.name == lane)).scalar()
-                if not n:
-                    raise BadInput(f"{ref!r}: lane {lane!r} has no runs in the run database (see `hbench history`)")
-                raise BadInput(f"{ref!r}: lane {lane!r} has only {n} run(s) in the run database")
-            return Side(ref, {lane: json.loads(rows.scorecard)}, [rows.run_id])
+                .order_by(lane_runs.c.finished_ts.desc().nulls_last(), lane_runs.c.id.desc())
+                .offset(back).limit(1)).first()
+            count = lambda: conn.execute(sa.select(sa.func.count()).select_from(  # noqa: E731
+                lane_runs.join(lanes, lanes.c.id == lane_runs.c.lane_id)).where(lanes.c.name == lane)).scalar()
+            return _lane_side(ref, lane, (row[0], row[1]) if row else None, count)
         rid = find_run(conn, ref)
         cards = {}
-        for r in conn.execute(sa.select(lane_runs.c.scorecard, lanes.c.name).join(lanes)
+        for r in conn.execute(sa.select(lane_runs.c.scorecard, lanes.c.name)
+                              .join(lanes, lanes.c.id == lane_runs.c.lane_id)
                               .where(lane_runs.c.run_id == rid).order_by(lane_runs.c.id)):
             cards[r.name] = json.loads(r.scorecard)
         return Side(rid, cards, [rid])
 
 
-def trend(engine: sa.Engine, lane: str, suite_sha256: str | None, last: int = 20) -> list[dict[str, Any]]:
+def _lane_side(ref: str, lane: str, got: tuple[str, str] | None, count: Any) -> Side:
+    if got is None:
+        n = count()
+        if not n:
+            raise BadInput(f"{ref!r}: lane {lane!r} has no runs in the run database (see `hbench history`)")
+        raise BadInput(f"{ref!r}: lane {lane!r} has only {n} run{'s' if n != 1 else ''} in the run database")
+    return Side(ref, {lane: json.loads(got[0])}, [got[1]])
+
+
+def trend(engine: Any, lane: str, suite_sha256: str | None, last: int = 20) -> list[dict[str, Any]]:
     """A lane's last runs, oldest first: ``{run_id, finished_at, core_pass, core_n, pass_rate, ci}``."""
+    import sqlalchemy as sa
+
+    from hbench.plugins.history.db import lane_runs, lanes
+
     q = (sa.select(lane_runs.c.run_id, lane_runs.c.finished_at, lane_runs.c.core_pass, lane_runs.c.core_n,
                    lane_runs.c.pass_rate, lane_runs.c.ci_low, lane_runs.c.ci_high)
          .join(lanes, lanes.c.id == lane_runs.c.lane_id).where(lanes.c.name == lane))
     if suite_sha256:
         q = q.where(lanes.c.suite_sha256 == suite_sha256)
-    q = q.order_by(lane_runs.c.finished_ts.desc(), lane_runs.c.id.desc()).limit(last)
+    q = q.order_by(lane_runs.c.finished_ts.desc().nulls_last(), lane_runs.c.id.desc()).limit(last)
     with engine.connect() as conn:
         rows = list(conn.execute(q))
     return [{"run_id": r.run_id, "finished_at": r.finished_at, "core_pass": r.core_pass, "core_n": r.core_n,

@@ -10,7 +10,6 @@ adds nothing and a ``--resume``d run updates its lanes.
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import time
@@ -20,20 +19,7 @@ import sqlalchemy as sa
 
 from hbench.plugins.history import db
 from hbench.plugins.history.db import attempts, lane_runs, lanes, prompts, redact_url, runs
-
-
-def parse_ts(text: Any) -> float | None:
-    """``2026-11-30T21:43:57+0000`` (what hbench writes) -> seconds since the epoch."""
-    if not isinstance(text, str) or not text:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            st = time.strptime(text.replace("Z", "+0000"), fmt)
-        except ValueError:
-            continue
-        off = st.tm_gmtoff or 0
-        return float(calendar.timegm(st) - off)
-    return None
+from hbench.plugins.history.where import parse_ts
 
 
 def _s(x: Any) -> str:
