@@ -1080,8 +1080,14 @@ class Runner:
                 attempt.warnings.append(cut)
             return result
 
-        attempt.check = judge(prompt, attempt, decoys=self.prompt_decoys[prompt.id],
-                              fail_first=self.prompt_fail_first[prompt.id], check=bounded)
+        if attempt.error is not None:
+            # errored (the stack failed): no answer to judge, and scoring counts it nowhere
+            from hbench.scoring import error_summary
+
+            attempt.check = CheckResult(False, f"not checked: the attempt errored ({error_summary(attempt.error)})")
+        else:
+            attempt.check = judge(prompt, attempt, decoys=self.prompt_decoys[prompt.id],
+                                  fail_first=self.prompt_fail_first[prompt.id], check=bounded)
         attempt.check_s = check_s[0]
         aliases_fn = getattr(agent, "attempt_aliases", None)
         aliases = aliases_fn(attempt.tool_calls) if callable(aliases_fn) else getattr(agent, "tool_aliases", {})

@@ -414,3 +414,14 @@ def test_a_fatal_error_marks_every_unfinished_lane_incomplete(scripted_server, t
     assert "Top lane" not in summary
     for lane in ("broken", "healthy"):
         assert f"| {lane} | builtin | incomplete: run stopped by a fatal error" in summary
+
+
+def test_an_errored_attempt_is_journaled_unchecked(scripted_server, tmp_path: Path) -> None:
+    """The check never judges what a broken stack left (an empty answer is not dishonesty)."""
+    srv = scripted_server(None, default=DOWN_503)
+    result = run(RunOptions(lane_url=srv.url, model="scripted-model", suite=SUITE, runs=1, out=str(tmp_path / "r"),
+                            report="json", progress=False, max_consecutive_errors=1))
+    (rec,) = attempt_records(result.journal, "scripted-model")
+    assert rec["attempt"]["error"] and rec["attempt"]["passed"] is False
+    assert rec["attempt"]["check"]["why"] == "not checked: the attempt errored (HTTP 503: scripted fault: HTTP 503)"
+    assert result.scorecards[0].incomplete_reason.startswith("1 of 8 attempts errored")
