@@ -33,7 +33,7 @@ def sparkline(values: list[float], lo: float, hi: float, label: str, width: int 
     pts = []
     for i, v in enumerate(values):
         x = pad + (width - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
-        y = height - pad - (height - 2 * pad) * ((v - lo) / span)
+        y = height - pad - (height - 2 * pad) * (min(max(v, lo), hi) - lo) / span
         pts.append((round(x, 1), round(y, 1)))
     poly = " ".join(f"{x},{y}" for x, y in pts)
     lx, ly = pts[-1]
