@@ -50,6 +50,7 @@ import httpx
 import tenacity
 
 from hbench.errors import HBenchError
+from hbench.limits import response_json
 from hbench.logging import get_logger, register_secret, register_url_secrets, scrub
 from hbench.text import has_surrogate, valid_json, valid_text
 
@@ -929,7 +930,7 @@ class ChatClient:
             raise ServerReplyError(self._clean(f"{self._where()}: /models answered HTTP {r.status_code}: "
                                                f"{_error_text(r.content)}"), status=r.status_code)
         try:
-            data = r.json().get("data") or []
+            data = response_json(r).get("data") or []
             return [valid_text(d["id"]) for d in data if isinstance(d, dict) and isinstance(d.get("id"), str)]
         except (ValueError, AttributeError):
             raise ServerReplyError(self._clean(f"{self._where()}: /models is not an OpenAI model list")) from None

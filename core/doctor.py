@@ -21,6 +21,7 @@ import httpx
 from hbench.errors import LaneError
 from hbench.lanes import (KeyRejected, LaneKind, RunningLane, for_a_quick_look, is_managed, key_rejected_message,
                           lane_http, open_lane)
+from hbench.limits import response_json
 from hbench.logging import scrub
 from hbench.models import LaneSpec
 
@@ -94,7 +95,7 @@ def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client) -> Findi
         return Finding("tool_calls", "fail", f"a request with tools was refused: HTTP {r.status_code}: {text}",
                        _fix_from_error(text, kind))
     try:
-        choice = r.json()["choices"][0]
+        choice = response_json(r)["choices"][0]
         msg = choice.get("message") or {}
     except (ValueError, KeyError, IndexError, TypeError):
         return Finding("tool_calls", "fail", f"unusable response body: {scrub(r.text)[:200]!r}",

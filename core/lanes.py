@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import attrs
 
 from hbench.errors import BadInput, LaneError
+from hbench.limits import response_json
 from hbench.logging import get_logger, register_url_secrets, scrub
 from hbench.models import LaneSpec
 
@@ -184,7 +185,7 @@ class LaneKind:
     def _models(self, lane: LaneSpec, http: httpx.Client) -> list[dict[str, Any]]:
         try:
             r = http.get(f"{lane.base_url.rstrip('/')}/models")
-            data = r.json().get("data") or []
+            data = response_json(r).get("data") or []
             return [d for d in data if isinstance(d, dict)]
         except Exception:  # noqa: BLE001 - an odd server is "unknown", never a crash
             return []

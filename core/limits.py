@@ -92,5 +92,12 @@ def loads_toml(text: str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     return check_depth(value, max_depth)
 
 
+def response_json(response: Any, *, max_depth: int = MAX_DEPTH) -> Any:
+    """A server's JSON body (an ``httpx.Response``) with the nesting limit: a body nested too
+    deeply is a ValueError (:class:`LimitError`) like any body that is not JSON, so callers'
+    ``except ValueError`` covers both, and nothing after them meets a RecursionError."""
+    return loads_json(response.content, max_depth=max_depth)
+
+
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n} bytes"

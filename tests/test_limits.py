@@ -141,3 +141,78 @@ def test_the_html_report_skips_a_deep_journal_line(tmp_path):
     p.write_text(json.dumps(good) + "\n" + '{"type": "attempt", "attempt": ' + "[" * 100_000 + "]" * 100_000
                  + "}\n" + json.dumps(dict(good, attempt=dict(good["attempt"], n=2, x=nested(300)))) + "\n")
     assert list(read_journal(p)) == [("l", "p", 1)]
+
+
+# --------------------------------------------------------------------------- server bodies
+
+
+class _DeepServer:
+    """A real HTTP server on 127.0.0.1 whose every JSON answer nests 100,000 levels deep (past
+    Python's recursion limit: json.loads raises RecursionError, not ValueError)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        d = "[" * 100_000 + "]" * 100_000
+        deep = ('{"data": [{"id": "m", "x": %s}], "choices": [{"message": {"content": "ok", "x": %s}}], '
+                '"error": %s, "n_ctx": 4096}' % (d, d, d)).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # noqa: ANN002, ANN202
+                pass
+
+            def _answer(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(deep)))
+                self.end_headers()
+                self.wfile.write(deep)
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def deep_server():
+    srv = _DeepServer()
+    yield srv
+    srv.close()
+
+
+def test_deep_server_bodies_are_answers_that_are_not_json_never_a_recursion_error(deep_server, capsys):
+    import httpx
+
+    from hbench.client import ChatClient, ServerReplyError
+    from hbench.models import LaneSpec
+    from hbench.plugin_manager import get_registries
+
+    with ChatClient(deep_server.url) as client:
+        with pytest.raises(ServerReplyError, match="/models is not an OpenAI model list"):
+            client.models()
+    kinds = get_registries().lane_kinds
+    lane = LaneSpec(name="deep", kind="llamacpp", base_url=deep_server.url, model="m")
+    with httpx.Client(timeout=10) as http:
+        assert kinds.get("openai").served_model(lane, http) is None
+        kinds.get("llamacpp").context_length(lane, http)  # falls back, no exception
+        assert kinds.get("ollama").context_length(attrs_evolve(lane, kind="ollama"), http) is None
+    # hbench doctor: every finding, and a non-zero exit, never a traceback
+    with pytest.raises(SystemExit):
+        main(["doctor", "--lane-url", deep_server.url, "--model", "m", "--wait", "2", "--out", "unused"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RecursionError" not in err
+
+
+def attrs_evolve(obj, **kw):  # noqa: ANN001, ANN003, ANN201
+    import attrs
+
+    return attrs.evolve(obj, **kw)

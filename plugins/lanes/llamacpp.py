@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hbench.lanes import LaneKind, server_root
+from hbench.limits import response_json
 from hbench.models import LaneSpec
 
 if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
@@ -22,8 +23,8 @@ if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must st
 
 def _message(r: httpx.Response) -> str:
     try:
-        body: Any = r.json()
-    except ValueError:
+        body: Any = response_json(r)
+    except ValueError:  # not JSON, or nested too deeply (hbench.limits)
         return r.text[:80]
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))
@@ -68,7 +69,7 @@ class LlamaCppKind(LaneKind):
         import httpx
 
         try:
-            props = http.get(f"{server_root(lane.base_url or '')}/props").json()
+            props = response_json(http.get(f"{server_root(lane.base_url or '')}/props"))
         except (httpx.HTTPError, ValueError):
             return super().context_length(lane, http)
         if isinstance(props, dict):

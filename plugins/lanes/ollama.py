@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from hbench.lanes import LaneKind, server_root
+from hbench.limits import response_json
 from hbench.models import LaneSpec
 
 if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
@@ -57,7 +58,7 @@ class OllamaKind(LaneKind):
         if not lane.model:
             return None
         try:
-            info = http.post(f"{server_root(lane.base_url or '')}/api/show", json={"model": lane.model}).json()
+            info = response_json(http.post(f"{server_root(lane.base_url or '')}/api/show", json={"model": lane.model}))
         except (httpx.HTTPError, ValueError):
             return None
         for line in str((info or {}).get("parameters") or "").splitlines():
