@@ -1,7 +1,7 @@
 """The per-attempt scratch copy and the path confinement every tool resolves through.
 
 Each attempt gets a **fresh copy** of the rendered fixtures at
-``OUT/scratch/<lane>/<prompt>/<n>/`` (:func:`attempt_dir`, :meth:`Sandbox.create`);
+``OUT/.hbench/scratch/<lane>/<prompt>/<n>/`` (:func:`attempt_dir`, :meth:`Sandbox.create`);
 transcripts live in the journal, outside it. A model-supplied path is confined to that
 copy by :meth:`Sandbox.resolve`, which refuses, with a :class:`~hbench.tools.ToolError`
 the model sees:
@@ -46,7 +46,8 @@ def safe_component(name: str) -> str:
 
 
 def attempt_dir(out_dir: Path, lane: str, prompt_id: str, n: int) -> Path:
-    """``OUT/scratch/<lane>/<prompt>/<n>``: one attempt's private scratch folder."""
+    """``WORK/scratch/<lane>/<prompt>/<n>``: one attempt's private scratch folder (the runner passes
+    ``OUT/.hbench`` as ``out_dir``: hbench's marked working folder, see :mod:`hbench.outdir`)."""
     return Path(out_dir) / "scratch" / safe_component(lane) / safe_component(prompt_id) / str(int(n))
 
 
