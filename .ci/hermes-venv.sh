@@ -7,12 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HERMES_VERSION="${HERMES_VERSION:-0.19.0}"
+# Hermes' MCP client (its [mcp] extra pins mcp==1.26.0; the extra's starlette pin clashes
+# with its own fastapi, so mcp is installed alone): hbench gives Hermes its MCP servers
+HERMES_MCP_VERSION="${HERMES_MCP_VERSION:-1.26.0}"
 VENV="${HERMES_VENV:-.hermes-venv}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 installed() {
     [ -x "$VENV/bin/hermes" ] && [ -x "$VENV/bin/python" ] &&
-        "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hermes-agent') != '$HERMES_VERSION')" 2>/dev/null
+        "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hermes-agent') != '$HERMES_VERSION' or m.version('mcp') != '$HERMES_MCP_VERSION')" 2>/dev/null
 }
 
 if installed; then
@@ -20,6 +23,6 @@ if installed; then
     exit 0
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q "hermes-agent==$HERMES_VERSION"
+"$VENV/bin/pip" install -q "hermes-agent==$HERMES_VERSION" "mcp==$HERMES_MCP_VERSION"
 installed || { echo "hermes-agent $HERMES_VERSION did not install into $VENV" >&2; exit 1; }
 echo "hermes-agent $HERMES_VERSION installed in $VENV ($VENV/bin/hermes)"

@@ -186,7 +186,7 @@ def test_builtin_mcp_offers_list_tools_schemas_and_sends_content_as_tool_message
 
 def _mcp_suite(tmp_path: Path, mode: str, **server: Any) -> Path:
     root = write_suite(tmp_path / f"suite-{mode}", [{"id": "ext", "prompt": "Read notes.md with the external tool",
-                                                    "expect_tool_any": ["mcp_fake_read_text"]}], timeout_s=30)
+                                                    "expect_tool_any": ["mcp__fake__read_text"]}], timeout_s=30)
     spec = {"command": ["{python}", str(FAKE)], "args": [mode], "env": {"FAKE_MODE": mode},
             "tools": ["read_text", "whoami"], "start_timeout_s": 5 if mode == "silent" else 120, "call_timeout_s": 3,
             **server}
@@ -213,7 +213,7 @@ def _ext_run(tmp_path: Path, srv: Any, mode: str) -> tuple[Any, dict[str, Any]]:
 def test_suite_mcp_server_runs_per_attempt_in_the_scratch_copy_with_suite_env_only(tmp_path: Path, scripted_server,
                                                                                    monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
-    srv = scripted_server({"external tool": [call("mcp_fake_read_text", path="notes.md"), call("mcp_fake_whoami"),
+    srv = scripted_server({"external tool": [call("mcp__fake__read_text", path="notes.md"), call("mcp__fake__whoami"),
                                              answer("ok")]})
     _result, a = _ext_run(tmp_path, srv, "ok")
     assert a["passed"] and not a["error"], a
@@ -222,7 +222,7 @@ def test_suite_mcp_server_runs_per_attempt_in_the_scratch_copy_with_suite_env_on
     assert CANARY not in who["result"] and "'FAKE_MODE': 'ok'" in who["result"]
     assert "/scratch/" in who["result"]  # its working directory was the attempt's scratch copy
     offered = {t["function"]["name"] for t in srv.chat_requests[0].body["tools"]}
-    assert {"mcp_fake_read_text", "mcp_fake_whoami"} <= offered and BUILTINS <= offered
+    assert {"mcp__fake__read_text", "mcp__fake__whoami"} <= offered and BUILTINS <= offered
     assert not processes_with(str(FAKE))
 
 
@@ -237,7 +237,7 @@ def test_suite_mcp_server_runs_per_attempt_in_the_scratch_copy_with_suite_env_on
 ])
 def test_faulty_suite_mcp_server_is_recorded_and_leaves_no_process(tmp_path: Path, scripted_server, mode: str,
                                                                    error: str | None, warning: str | None) -> None:
-    srv = scripted_server({"external tool": [call("mcp_fake_read_text", path="notes.md"), answer("ok")]})
+    srv = scripted_server({"external tool": [call("mcp__fake__read_text", path="notes.md"), answer("ok")]})
     t0 = time.monotonic()
     result, a = _ext_run(tmp_path, srv, mode)
     assert time.monotonic() - t0 < 60
@@ -271,3 +271,37 @@ def test_suite_mcp_validation_names_file_and_key(tmp_path: Path) -> None:
     assert "suite.toml:" in text and "mcp.servers.fs.command: must be a list of non-empty strings" in text
     assert "mcp.servers.fs.env: must be a table of string values" in text
     assert "mcp.servers.fs.timeout: unknown key" in text and "mcp.servers.bad name: the server name" in text
+
+
+# --------------------------------------------------------------------------- Hermes with MCP
+
+HERMES_BIN = Path(os.environ.get("HBENCH_HERMES_BIN") or ROOT / ".hermes-venv" / "bin" / "hermes")
+
+
+def _hermes_mcp() -> tuple[bool, str]:
+    from hbench.plugins.mcp.hermes_config import mcp_ready
+
+    if not (HERMES_BIN.is_file() and os.access(HERMES_BIN, os.X_OK)):
+        return False, f"hermes-agent not installed at {HERMES_BIN}: run .ci/hermes-venv.sh (or set HBENCH_HERMES_BIN)"
+    return mcp_ready(HERMES_BIN)
+
+
+@pytest.mark.hermes
+@pytest.mark.skipif(not _hermes_mcp()[0], reason=_hermes_mcp()[1])
+def test_hermes_runs_the_mcp_prompt_through_hbench_mcp_serve(tmp_path: Path, scripted_server, monkeypatch) -> None:
+    monkeypatch.setenv("HBENCH_HERMES_BIN", str(HERMES_BIN))
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    from hbench.plugins.agents.hermes import AGENT
+
+    assert "mcp" in AGENT.capabilities
+    srv = scripted_server({TOKEN_PROMPT: [call("mcp__hbench__read_file", path="mcp/handshake.txt"),
+                                          answer(f"The token is {TOKEN}.")]}, model="scripted-hermes")
+    result = run(RunOptions(lane_url=srv.url, model="scripted-hermes", suite="hermes-brain", runs=1, categories="mcp",
+                            out=str(tmp_path / "out"), report="json", progress=False, agent="hermes", timeout_s=240))
+    (a,) = attempts_of(read_journal(result.journal)).values()
+    assert a["passed"] and not a["error"], json.dumps(a, default=str)[:3000]
+    (tc,) = a["tool_calls"]
+    assert tc["name"] == "mcp__hbench__read_file" and TOKEN in tc["result"]
+    offered = {t["function"]["name"] for t in srv.chat_requests[0].body["tools"]}
+    assert {"mcp__hbench__read_file", "mcp__hbench__list_dir", "read_file"} <= offered
+    assert not processes_with("mcp-serve")  # Hermes' server is gone with the attempt

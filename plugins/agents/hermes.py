@@ -62,6 +62,8 @@ HERMES_MIN_CONTEXT = 64_000
 #: how much of each tool result the Attempt keeps (the session export holds it all)
 RESULT_CAP = 4000
 EXPORT_TIMEOUT_S = 60.0
+#: how long Hermes may take to start its MCP servers (a cold Python + mcp import: seconds)
+MCP_DISCOVERY_TIMEOUT_S = 120
 KILL_GRACE_S = 2.0
 
 #: environment variables passed through to Hermes (everything else is dropped)
@@ -365,8 +367,16 @@ class HermesAgent(Agent):
 
     name: ClassVar[str] = "hermes"
     version: ClassVar[str] = PINNED_VERSION  # describe() reports the installed one
-    capabilities: ClassVar[frozenset[str]] = frozenset()
     tool_aliases: ClassVar[dict[str, tuple[str, ...]]] = TOOL_ALIASES
+
+    @property
+    def capabilities(self) -> frozenset[str]:  # type: ignore[override]
+        """``mcp`` when hbench and Hermes' venv both have the ``mcp`` package: each
+        attempt's config then lists ``hbench mcp-serve`` on the scratch copy and the
+        suite's own MCP servers (hbench.plugins.mcp.hermes_config)."""
+        from hbench.plugins.mcp.hermes_config import mcp_ready
+
+        return frozenset({"mcp"}) if mcp_ready(find_hermes_bin()[0])[0] else frozenset()
 
     def usable(self) -> tuple[bool, str]:
         path, where = find_hermes_bin()
@@ -428,10 +438,19 @@ class HermesAgent(Agent):
         hermes_home.mkdir()
         max_tokens = int(opts.get("max_tokens") or ctx.max_tokens)
         extra = opts.get("hermes_config") or {}
+        scratch = Path(ctx.scratch).absolute()
+        toolsets = str(opts.get("toolsets") or TOOLSETS)
+        from hbench.plugins.mcp.hermes_config import mcp_ready, mcp_servers
+
+        servers = mcp_servers(ctx, scratch, hermes_home) if mcp_ready(bin_path)[0] else {}
+        if servers:  # the MCP servers builtin-mcp uses, started by Hermes itself
+            # Hermes waits only mcp_discovery_timeout (1.5 s) for its servers before the first
+            # model call; the join returns as soon as discovery is done
+            extra = _merge({"mcp_servers": servers, "mcp_discovery_timeout": MCP_DISCOVERY_TIMEOUT_S}, extra)
+            toolsets = ",".join([toolsets, *servers])
         (hermes_home / "config.yaml").write_text(render_config(build_config(
             base_url=ctx.lane.base_url, model=ctx.lane.model, context_length=context_length,
             max_tokens=max_tokens, max_turns=ctx.max_turns, with_key=bool(ctx.api_key), extra=extra)))
-        scratch = Path(ctx.scratch).absolute()
         env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
         env.update({k: v for k, v in os.environ.items() if k.startswith("LC_")})
         tmp = adir / "tmp"  # Hermes' terminal writes its env snapshots to TMPDIR
@@ -445,8 +464,11 @@ class HermesAgent(Agent):
             env[KEY_ENV] = ctx.api_key
         usage_path = adir / "usage.json"
         # --oneshot=TEXT, not -z TEXT: a prompt starting with "-" must not parse as an option
-        cmd = [str(bin_path), f"--oneshot={ctx.prompt.prompt}", "-t", str(opts.get("toolsets") or TOOLSETS),
-               "--usage-file", str(usage_path)]
+        cmd = [str(bin_path), f"--oneshot={ctx.prompt.prompt}", "-t", toolsets, "--usage-file", str(usage_path)]
+        if servers:  # -z must wait for the MCP servers (hbench.plugins.mcp.hermes_oneshot)
+            from hbench.plugins.mcp.hermes_config import oneshot_argv
+
+            cmd = oneshot_argv(bin_path, cmd[1:])
 
         log.debug("hermes.start", bin=str(bin_path), cwd=str(scratch))
         timed_out = cancelled = False

@@ -8,7 +8,7 @@ Per attempt:
   them**, and each call goes through the MCP client; the result's content blocks become
   the tool message, an ``isError`` result a tool error the model reads;
 * each ``[mcp.servers.NAME]`` of the suite (:mod:`.external`) is started with the
-  scratch copy as its working directory; its tools are offered as ``mcp_NAME_TOOL``
+  scratch copy as its working directory; its tools are offered as ``mcp__NAME__TOOL``
   (Hermes' naming) and it is stopped, with its whole process group, when the attempt
   ends, whatever way it ends.
 

@@ -45,3 +45,10 @@ def register(app: Any) -> None:
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except (BrokenPipeError, ConnectionError):
+            raise typer.Exit(0) from None  # the client went away: nothing left to serve
+        except BaseExceptionGroup as group:
+            _gone, rest = group.split((BrokenPipeError, ConnectionError))
+            if rest is None:
+                raise typer.Exit(0) from None
+            raise

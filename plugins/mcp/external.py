@@ -4,7 +4,7 @@ Each starts with the attempt's scratch copy as its working directory and an envi
 of :data:`hbench.plugins.mcp.launch.BASE_ENV` plus the suite's ``env`` (values written in
 the suite, never taken from hbench's environment). ``{python}`` in ``command``/``args``
 is this interpreter and ``{suite}`` the suite folder. Its tools reach the model as
-``mcp_NAME_TOOL``.
+``mcp__NAME__TOOL`` (Hermes' naming, so both agents offer the same names).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def offered_name(server: str, tool: str) -> str:
-    """``mcp_<server>_<tool>`` (the OpenAI function-name alphabet, at most 64 characters)."""
-    return _UNSAFE.sub("_", f"mcp_{server}_{tool}")[:64]
+    """``mcp__<server>__<tool>`` (the OpenAI function-name alphabet, at most 64 characters)."""
+    return f"mcp__{_UNSAFE.sub('_', server)}__{_UNSAFE.sub('_', tool)}"[:64]
 
 
 def start(name: str, spec: Any, *, scratch: Path, suite_dir: str | None) -> McpConnection:
