@@ -248,6 +248,79 @@ class LaneKind:
         """Extra provenance for the scorecard (quant, server version, ...)."""
         return {}
 
+    def canary(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool | None, str]:
+        """One 1-token chat completion: does the engine generate, not just answer /health?
+
+        (True, detail) when a choice came back; (False, why) when the server refused for
+        good (4xx: a wrong model id, a key); (None, why) for what may pass (503 while
+        warming, a reset connection): :func:`prove_generation` asks again until its deadline.
+        """
+        import httpx
+
+        body = {"model": lane.model or "default", "max_tokens": 1, "temperature": 0, "stream": False,
+                "messages": [{"role": "user", "content": "Say OK."}]}
+        try:
+            r = http.post(f"{(lane.base_url or '').rstrip('/')}/chat/completions", json=body,
+                          headers={CANARY_HEADER: "1"})
+        except httpx.TimeoutException:
+            return None, "no answer in time"
+        except httpx.HTTPError as exc:
+            return None, f"{type(exc).__name__}: {scrub(str(exc))[:120]}"
+        if r.status_code != 200:
+            what = f"HTTP {r.status_code}: {scrub(_error_text(r))}"
+            return (None if r.status_code in (429, 500, 502, 503, 504) else False), what
+        try:
+            choices = response_json(r).get("choices")
+        except (ValueError, AttributeError):
+            return False, f"HTTP 200 but not JSON: {scrub(r.text[:80])!r}"
+        if not isinstance(choices, list) or not choices:
+            return False, f"HTTP 200 but no choices: {scrub(r.text[:120])!r}"
+        return True, "a 1-token completion came back"
+
+
+#: the header the generation canary carries (hbench.testing's scripted server answers it
+#: without counting it as an attempt's request; real servers ignore it)
+CANARY_HEADER = "X-Hbench-Canary"
+
+
+def _error_text(r: httpx.Response) -> str:
+    try:
+        body: Any = response_json(r)
+    except ValueError:  # not JSON, or nested too deeply (hbench.limits)
+        return r.text[:160]
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail", body.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        if err is not None:
+            return str(err)[:160]
+    return str(body)[:160]
+
+
+def prove_generation(running: RunningLane, timeout_s: float, cancel: threading.Event | None = None) -> float:
+    """After the kind says ready: a 1-token completion must come back before the lane counts
+    as ready (a /health that answers while the engine is wedged is not ready). Asks again
+    while the answer may still change (503, a reset), until ``timeout_s``. Returns the
+    seconds it took; raises :class:`LaneError` with the server's reason when it fails."""
+    spec = running.spec
+    t0 = time.monotonic()
+    detail = "no answer yet"
+    with lane_http(spec, timeout=max(1.0, min(timeout_s, 120.0))) as http:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise LaneWaitCancelled(f"lane {spec.name!r}: interrupted during the generation canary")
+            ok, detail = running.kind.canary(spec, http)
+            if ok:
+                waited = time.monotonic() - t0
+                get_logger().info("lane.canary_ok", lane=spec.name, canary_s=round(waited, 3))
+                return waited
+            if ok is False or not running.is_alive() or time.monotonic() - t0 > timeout_s:
+                raise LaneError(
+                    f"lane {spec.name!r}: answered ready, but a 1-token completion failed ({detail}); "
+                    f"the server is up but does not generate: check the model id (model = "
+                    f"{spec.model!r}) and the server log")
+            time.sleep(0.5)
+
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
@@ -287,9 +360,21 @@ class RunningLane:
     alive: Callable[[], bool] = lambda: True
     warnings: list[str] = attrs.field(factory=list)
     returncode: Callable[[], int | None] = lambda: None  # the managed server's exit code
+    #: seconds from the start (or, for a server hbench does not start, from the first
+    #: readiness poll) until the 1-token generation canary came back: the cost of a brain swap
+    ready_s: float | None = None
+    #: the server's memory once ready, before the first prompt, and where it was read
+    resting_memory_gb: float | None = None
+    resting_memory_source: str | None = None
 
     def is_alive(self) -> bool:
         return self.alive()
+
+    def readiness(self) -> dict[str, Any]:
+        """What the scorecard's ``lane`` records about getting ready (None = not measured)."""
+        return {"ready_s": None if self.ready_s is None else round(self.ready_s, 3),
+                "resting_memory_gb": None if self.resting_memory_gb is None else round(self.resting_memory_gb, 3),
+                "resting_memory_source": self.resting_memory_source}
 
     def died_reason(self) -> str:
         """Why the lane is no longer alive, with the server's log tail (for a failed lane)."""
@@ -397,9 +482,15 @@ def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: flo
         return
     if not spec.base_url:
         raise LaneError(f"lane {spec.name!r}: no base_url and no start command; set base_url in hbench.toml")
-    wait_ready(kind, spec, ready_timeout(spec, managed=False), on_status, managed=False, cancel=cancel)
+    t0 = time.monotonic()
+    timeout_s = ready_timeout(spec, managed=False)
+    wait_ready(kind, spec, timeout_s, on_status, managed=False, cancel=cancel)
     running = RunningLane(spec=spec, kind=kind)
     check_served_model(running)
+    if on_status:
+        on_status("generation canary (1 token)")
+    prove_generation(running, timeout_s, cancel)
+    running.ready_s = time.monotonic() - t0
     yield running
 
 

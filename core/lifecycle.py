@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import psutil
 
 from hbench.errors import LaneError
-from hbench.lanes import LaneKind, RunningLane, check_served_model, ready_timeout, wait_ready
+from hbench.lanes import LaneKind, RunningLane, check_served_model, prove_generation, ready_timeout, wait_ready
 from hbench.logging import get_logger, scrub
 from hbench.models import LaneSpec
 
@@ -68,6 +68,22 @@ def check_envelope(spec: LaneSpec, headroom_gb: float, available_gb: float | Non
             f"{available_gb:.1f} GB is available (MemAvailable). Stop other model servers, "
             f"or lower lanes.{spec.name}.expected_memory_gb or [run].memory_headroom_gb"
         )
+
+
+def tree_rss_gb(pid: int) -> float | None:
+    """Resident memory of ``pid`` and its descendants in GB, or None when unreadable."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 1e9 if total else None
 
 
 def log_path_for(out_dir: Path, lane_name: str) -> Path:
@@ -209,6 +225,7 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
             f"lane {spec.name!r}: cannot run start command {spec.start[0]!r} ({exc.strerror or exc}); "
             f"install it or give its full path in lanes.{spec.name}.start"
         ) from None
+    t_start = time.monotonic()
     log.info("lane.started", lane=spec.name, pid=proc.pid, log=str(log_path))
     running = RunningLane(spec=spec, kind=kind, pid=proc.pid, log_path=log_path,
                           alive=lambda: proc.poll() is None, returncode=proc.poll)
@@ -220,6 +237,14 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
             if not running.is_alive():
                 raise LaneError(f"lane {spec.name!r}: server exited right after it answered ready")
             check_served_model(running)
+            if on_status:
+                on_status("generation canary (1 token)")
+            prove_generation(running, ready_timeout(spec, managed=True), cancel)
+            running.ready_s = time.monotonic() - t_start
+            running.resting_memory_gb = tree_rss_gb(proc.pid)
+            running.resting_memory_source = "server process tree RSS" if running.resting_memory_gb is not None else None
+            log.info("lane.ready_for_prompts", lane=spec.name, ready_s=round(running.ready_s, 2),
+                     resting_memory_gb=running.resting_memory_gb)
         except LaneError as exc:
             body_failed = True
             logf.flush()

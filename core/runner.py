@@ -867,7 +867,8 @@ class Runner:
                                cancel=self.cancel) as running:
                     served_model = running.served_model
                     base_url, model = running.spec.base_url, running.spec.model
-                    kind_info = _safe(lambda: kind.describe(running.spec), {})
+                    kind_info = {**_safe(lambda: kind.describe(running.spec), {}),
+                                 **_safe(lambda: running.readiness(), {})}  # ready_s, resting memory (issue 21)
                     warnings.extend(running.warnings)
                     self._sampler_now = self._sampler(spec, running, warnings)
                     try:

@@ -548,6 +548,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = raw.decode("utf-8", "replace")
         rec = RecordedRequest(method=self.command, path=self.path.split("?")[0], headers=dict(self.headers.items()),
                               body=body, t_start=time.monotonic(), client_port=self.client_address[1])
+        if self._canary(rec):
+            return
         owner._record(rec)
         try:
             self._route(rec)
@@ -557,6 +559,35 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             rec.t_end = time.monotonic()
             owner._recorded(rec)
+
+    def _canary(self, rec: RecordedRequest) -> bool:
+        """hbench's 1-token generation canary (header ``X-Hbench-Canary``, sent once when a
+        lane gets ready): answered here, counted in ``owner.canaries``, never in
+        ``requests`` and never against a script, so scripted attempts stay as written.
+        ``canary_fault = (status, message)`` makes it fail (a wedged engine); loading, a
+        wrong key and ``strict_model`` apply to it as to any request."""
+        owner = self.server.owner
+        if rec.method != "POST" or not any(k.lower() == "x-hbench-canary" for k in rec.headers):
+            return False
+        if owner.canary_mode == "script":
+            return False
+        with owner._lock:
+            owner.canaries += 1
+        model = rec.body.get("model") if isinstance(rec.body, dict) else None
+        if owner.loading():
+            self._error(503, "Loading model")
+        elif owner.api_key and self.headers.get("Authorization") != f"Bearer {owner.api_key}":
+            self._error(401, "invalid or missing API key")
+        elif owner.strict_model and model != owner.model:
+            self._error(404, f"model {model!r} not found")
+        elif owner.canary_fault:
+            self._error(owner.canary_fault[0], owner.canary_fault[1])
+        else:
+            self._send_json(200, {"id": "chatcmpl-canary", "object": "chat.completion", "created": 0,
+                                  "model": owner.model, "choices": [{"index": 0, "finish_reason": "length",
+                                  "message": {"role": "assistant", "content": "OK"}}],
+                                  "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+        return True
 
     def _route(self, rec: RecordedRequest) -> None:
         owner = self.server.owner
@@ -917,6 +948,11 @@ class ScriptedServer:
         self.loading_s = loading_s
         self.api_key = api_key
         self.strict_model = strict_model
+        #: hbench's generation canary: "answer" it aside (not recorded, no script consumed),
+        #: or "script" (an ordinary request); canary_fault = (status, message) fails it
+        self.canary_mode = "answer"
+        self.canary_fault: tuple[int, str] | None = None
+        self.canaries = 0
         self.host, self.port = host, port
         self.verbose = verbose
         self.record_path = Path(record_path) if record_path else None

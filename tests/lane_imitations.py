@@ -5,7 +5,7 @@ In-process: ``with LaneImitation(kind="llamacpp", load_s=0.5) as srv: srv.base_u
 As a process (a managed lane's ``start``)::
 
     python tests/lane_imitations.py --kind vllm --port 8123 --load-s 1 [--stubborn-child PIDFILE]
-        [--exit-after S] [--never-ready] [--token-latency S] [--old-metric-names]
+        [--exit-after S] [--never-ready] [--token-latency S] [--old-metric-names] [--wedged]
 
 Behaviour per kind (docs/LANES.md):
 
@@ -17,6 +17,9 @@ Behaviour per kind (docs/LANES.md):
   metrics only at ``/v1/metrics``.
 * ollama: ``GET /`` "Ollama is running".
 * openai: only ``/v1/models`` and chat.
+
+``wedged``: health and models answer, but a chat completion never does (an engine that is
+stuck while its HTTP front end is fine: why readiness ends with a 1-token canary).
 
 Chat: streamed requests emit one token per ``token_latency`` seconds on an absolute
 schedule (so the true decode rate is exactly ``1/token_latency``). ``tool_mode`` says
@@ -49,6 +52,7 @@ class State:
         self.reject_extras, self.old_metric_names, self.ctx = reject_extras, old_metric_names, ctx
         self.require_key, self.server_rate_factor = require_key, server_rate_factor
         self.never_ready, self.eos_after = never_ready, eos_after
+        self.wedged = False
         self.started = time.monotonic()
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -151,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": {"message": "no route"}})
         if not self._authorised():
             return None
+        if s.wedged:  # the front end took the request; the engine never answers
+            time.sleep(3600)
+            return None
         if s.reject_extras and ("ignore_eos" in body or "chat_template_kwargs" in body):
             return self._send(400, {"error": {"message": "Unrecognized request argument supplied: ignore_eos"}})
         if body.get("tools"):
@@ -228,9 +235,10 @@ class LaneImitation:
                  token_latency: float = 0.0, tool_mode: str = "structured", reject_extras: bool = False,
                  old_metric_names: bool = False, ctx: int = 16384, require_key: str | None = None,
                  server_rate_factor: float = 1.0, never_ready: bool = False, eos_after: int = 1_000_000,
-                 port: int = 0):
+                 port: int = 0, wedged: bool = False):
         self.state = State(kind, model, load_s, token_latency, tool_mode, reject_extras, old_metric_names,
                            ctx, require_key, server_rate_factor, never_ready, eos_after)
+        self.state.wedged = wedged
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._bind_timer: threading.Timer | None = None
@@ -292,6 +300,7 @@ def main() -> None:
     ap.add_argument("--tool-mode", default="structured")
     ap.add_argument("--old-metric-names", action="store_true")
     ap.add_argument("--never-ready", action="store_true")
+    ap.add_argument("--wedged", action="store_true", help="health OK, chat completions never answer")
     ap.add_argument("--exit-after", type=float, default=None, help="die (exit 3) this many seconds after start")
     ap.add_argument("--stubborn-child", default=None, help="spawn a child that ignores SIGTERM; write its pid here")
     ap.add_argument("--ignore-sigterm", action="store_true")
@@ -316,7 +325,7 @@ def main() -> None:
         a.load_s = 0.0
     srv = LaneImitation(kind=a.kind, model=a.model, load_s=a.load_s, token_latency=a.token_latency,
                         tool_mode=a.tool_mode, old_metric_names=a.old_metric_names,
-                        never_ready=a.never_ready, port=a.port)
+                        never_ready=a.never_ready, port=a.port, wedged=a.wedged)
     srv.__enter__()
     print(f"ready http://127.0.0.1:{a.port}/v1", flush=True)
     if a.exit_after is not None:
