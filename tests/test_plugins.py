@@ -299,7 +299,8 @@ def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
 #: validates options through it), rich ~110 ms (typer's rich help; structlog.dev imports it),
 #: structlog (imported on the first log call), and the optional heavy ones
 HEAVY = ("httpx", "psutil", "pydantic", "rich", "structlog", "llama_cpp", "pynvml", "torch", "httpx_sse",
-         "sqlalchemy", "alembic", "psycopg")  # the run database: only when a history command or the writer runs
+         "sqlalchemy", "alembic", "psycopg",  # the run database: only when a history command or the writer runs
+         "mcp", "mcp_types", "anyio", "starlette")  # MCP: only in mcp-serve and the builtin-mcp agent's attempts
 
 
 def test_listing_plugins_is_fast_and_imports_nothing_heavy():
