@@ -493,7 +493,7 @@ class Runner:
                 problems.append(f"lane {spec.name!r}: {reg.lane_kinds.unknown(spec.kind)}")
             agent_name = spec.agent or self.s.agent
             if agent_name not in reg.agents:
-                problems.append(f"lane {spec.name!r}: {reg.agents.unknown(agent_name)} (--agent)")
+                problems.append(f"lane {spec.name!r}: {reg.agents.unknown(agent_name)} ({self._agent_key(spec)})")
             else:
                 ok, why = reg.agents.get(agent_name).usable()
                 if not ok:
@@ -583,6 +583,15 @@ class Runner:
             return f"not selected (--categories {','.join(self.s.categories)})"
         return None
 
+    def _config_name(self) -> str:
+        return Path(self.config.path).name if self.config.path else "hbench.toml"
+
+    def _agent_key(self, spec: LaneSpec) -> str:
+        """Where the agent of ``spec`` was named, as the user wrote it (issue 15)."""
+        if spec.agent:
+            return f"{spec.source}: lanes.{spec.name}.agent" if spec.source.endswith(".toml") else f"lane {spec.name!r} agent"
+        return "--agent" if self.opts.agent is not None else f"{self._config_name()}: run.agent"
+
     def _reporters(self) -> list[Any]:
         reg = self.reg.reporters
         if self.s.report is None:
@@ -590,7 +599,8 @@ class Runner:
         names = [n.strip() for n in self.s.report.split(",") if n.strip()]
         missing = [n for n in names if n not in reg]
         if missing:
-            raise BadInput(f"--report: unknown reporter {', '.join(map(repr, missing))} "
+            key = "--report" if self.opts.report is not None else f"{self._config_name()}: run.report"
+            raise BadInput(f"{key}: unknown reporter {', '.join(map(repr, missing))} "
                            f"(installed: {', '.join(reg.names()) or 'none'})")
         return [reg.get(n) for n in names]
 

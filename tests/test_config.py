@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hbench.config import RunDefaults, load_config
-from hbench.errors import ConfigError
+from hbench.errors import BadInput, ConfigError
 
 KINDS = ["llamacpp", "nim", "ollama", "openai", "vllm"]
 
@@ -292,3 +292,24 @@ def test_cli_a_lane_without_base_url_is_exit_2_naming_the_key(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "hbench.toml: lanes.remote.base_url: missing" in r.stderr and "http://localhost:8000/v1" in r.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("toml, want", [
+    ('[run]\nreport = "json,pdf"\n', "hbench.toml: run.report: unknown reporter 'pdf'"),
+    ('[run]\nagent = "nobody"\n', "(hbench.toml: run.agent)"),
+    ('[lanes.a]\nbase_url = "http://127.0.0.1:9/v1"\nagent = "nobody"\n', "hbench.toml: lanes.a.agent)"),
+])
+def test_run_settings_from_the_toml_are_named_by_their_key_not_a_flag(tmp_path, toml, want):
+    from hbench.runner import RunOptions, Runner
+
+    p = write(tmp_path, toml)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "suite.toml").write_text('name = "mini"\nversion = "1"\n')
+    (suite / "ground_truth.json").write_text("{}")
+    (suite / "prompts.jsonl").write_text('{"id": "p", "prompt": "Hi?", "check": {"kind": "substring", "any": ["hi"]}}\n')
+    lanes = {"lanes": "a"} if "[lanes.a]" in toml else {"lane_url": "http://127.0.0.1:9/v1", "model": "m"}
+    with pytest.raises(BadInput) as exc:
+        Runner(RunOptions(config=str(p), suite=str(suite), out=str(tmp_path / "out"), **lanes)).run()
+    assert want in str(exc.value) and "--" not in str(exc.value).split("(installed")[0]
+    assert not (tmp_path / "out").exists()
