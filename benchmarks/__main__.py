@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "hermes_overhead": ["1"],
     "power": None,
     "history": None,
+    "mcp": None,
 }
 
 

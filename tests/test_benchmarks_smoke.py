@@ -34,6 +34,7 @@ NAMES = {
     "hermes_overhead": ["hermes_overhead"],
     "power": ["power_sim_match", "power_pick_rate"],
     "history": ["history_import", "history_list", "history_compare", "history_overhead"],
+    "mcp": ["mcp_start_fresh", "mcp_start_pooled", "mcp_call_overhead"],
 }
 
 
