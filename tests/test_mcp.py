@@ -305,3 +305,56 @@ def test_hermes_runs_the_mcp_prompt_through_hbench_mcp_serve(tmp_path: Path, scr
     offered = {t["function"]["name"] for t in srv.chat_requests[0].body["tools"]}
     assert {"mcp__hbench__read_file", "mcp__hbench__list_dir", "read_file"} <= offered
     assert not processes_with("mcp-serve")  # Hermes' server is gone with the attempt
+
+
+# --------------------------------------------------------------------------- pure parts
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_external_tool_names_are_valid_function_names(server: str, tool: str) -> None:
+    import re
+
+    from hbench.plugins.mcp.external import offered_name
+
+    name = offered_name(server, tool)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) and name.startswith("mcp__")
+
+
+_toml = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                     max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["servers", "x"]),
+                       st.dictionaries(st.text(max_size=10), st.dictionaries(
+                           st.sampled_from(["command", "args", "env", "tools", "start_timeout_s", "call_timeout_s",
+                                            "bogus"]), _toml, max_size=6), max_size=3), max_size=2) | _toml)
+def test_mcp_table_validation_never_crashes_and_every_problem_names_a_key(raw: Any) -> None:
+    from hbench.suite_mcp import parse_mcp
+
+    problems: list[tuple[str, str]] = []
+    specs = parse_mcp(raw, lambda key, msg: problems.append((key, msg)))
+    assert all(key.startswith("mcp") and msg for key, msg in problems)
+    for name, spec in specs.items():
+        assert spec.command and all(isinstance(a, str) and a for a in spec.command)
+        assert all(isinstance(v, str) for v in spec.env.values()) and spec.start_timeout_s > 0
+
+
+def test_content_blocks_become_text() -> None:
+    import mcp.types as types
+
+    from hbench.plugins.mcp.session import content_text
+
+    res = types.CallToolResult(content=[
+        types.TextContent(type="text", text="line one"),
+        types.ImageContent(type="image", data="aGVsbG8=", mime_type="image/png"),
+        types.EmbeddedResource(type="resource", resource=types.TextResourceContents(uri="file:///a.txt", text="inside")),
+        types.ResourceLink(type="resource_link", uri="file:///b.txt", name="b"),
+    ])
+    assert content_text(res) == ("line one\n[image image/png, 8 base64 characters]\ninside\n"
+                                 "[resource file:///b.txt]")
+    assert content_text(types.CallToolResult(content=[], structured_content={"n": 1})) == '{"n": 1}'
