@@ -315,6 +315,34 @@ def test_round_trip_live_equals_import_and_import_twice(scripted_server, tmp_pat
     assert code == 0 and dump(db_url) == live
 
 
+def test_import_scores_again_a_run_whose_scorecards_a_later_run_replaced(scripted_server, tmp_path, db_url,
+                                                                          other_db) -> None:
+    """Two runs into one folder: the second rotates the journal and replaces the scorecards.
+    Import stores the second from its scorecards and the first scored again from its
+    rotated journal: the same figures as the first run's live row, marked incomplete."""
+    srv_a, srv_b = scripted_server(good_scripts()), scripted_server(worse_scripts())
+    cfg = two_lane_config(tmp_path, srv_a, srv_b)
+    out = tmp_path / "results"
+    first = run_lanes(cfg, out)
+    srv_b.set_scripts(good_scripts())
+    second = run_lanes(cfg, out)
+    assert len(list(out.glob("journal.*.jsonl"))) == 1
+    code, text = cli("history", "--db", other_db, "import", str(out))
+    assert code == 0 and "scored again from the journal: alpha, beta" in text, text
+    live = {r["run_id"]: r for r in json.loads(cli("history", "--json")[1])}
+    rebuilt = {r["run_id"]: r for r in json.loads(cli("history", "--json", "--db", other_db)[1])}
+    rid1, rid2 = (r.scorecards[0].provenance["run_id"] for r in (first, second))
+    assert set(live) == set(rebuilt) == {rid1, rid2}
+    assert rebuilt[rid2] == live[rid2]  # from the scorecards: identical
+    for a, b in zip(live[rid1]["lanes"], rebuilt[rid1]["lanes"]):
+        for key in ("lane", "core_pass", "core_n", "pass_rate", "pass_rate_ci95", "consistency", "runaway_rate",
+                    "served_model", "fingerprint", "suite"):
+            assert a[key] == b[key], key
+        assert b["complete"] is False and "rebuilt from journal." in b["incomplete_reason"]
+    again = dump(other_db)
+    assert cli("history", "--db", other_db, "import", str(out))[0] == 0 and dump(other_db) == again
+
+
 def test_tokens_and_show(scripted_server, tmp_path, db_url) -> None:
     srv = scripted_server(good_scripts())
     out = tmp_path / "r"

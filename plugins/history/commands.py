@@ -94,8 +94,12 @@ def register(app: typer.Typer) -> None:
         from hbench.plugins.history.importer import import_folders
 
         for imp in import_folders(_engine(_db(ctx, db)), folders):
-            typer.echo(f"{imp.folder}: run {imp.run_id}: {len(imp.lanes)} lane{'s' if len(imp.lanes) != 1 else ''} "
-                       f"({', '.join(imp.lanes)})")
+            if imp.lanes:
+                rebuilt = f"; scored again from the journal: {', '.join(imp.rebuilt)}" if imp.rebuilt else ""
+                typer.echo(f"{imp.folder}: run {imp.run_id}: {len(imp.lanes)} lane{'s' if len(imp.lanes) != 1 else ''} "
+                           f"({', '.join(imp.lanes)}){rebuilt}")
+            for note in imp.notes:
+                typer.echo(f"{imp.folder}: {note}")
 
     @history_app.command("show")
     def show_cmd(

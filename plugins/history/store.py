@@ -37,7 +37,8 @@ def run_id_of(data: dict[str, Any], fallback: str | None = None) -> str:
     rid = prov.get("run_id") or fallback
     if rid:
         return str(rid)
-    host = (prov.get("host") or {}).get("name", "") if isinstance(prov.get("host"), dict) else ""
+    h = prov.get("host")
+    host = (h.get("hostname") or h.get("name") or "") if isinstance(h, dict) else ""
     basis = f"{host}|{prov.get('run_started_at') or prov.get('started_at') or ''}|{(data.get('suite') or {}).get('sha256', '')}"
     return "legacy-" + hashlib.sha256(basis.encode()).hexdigest()[:20]
 
@@ -93,7 +94,7 @@ def _write(conn: sa.Connection, data: dict[str, Any], run_id: str | None, finger
     if row is None:
         conn.execute(runs.insert().values(
             run_id=rid, started_at=run_started, started_ts=parse_ts(run_started), finished_at=finished,
-            host=_s(host.get("name") if isinstance(host, dict) else host),
+            host=_s((host.get("hostname") or host.get("name")) if isinstance(host, dict) else host),
             hbench_version=_s(prov.get("hbench_version"))))
     elif (parse_ts(finished) or 0) > (parse_ts(row.finished_at) or 0):
         conn.execute(runs.update().where(runs.c.run_id == rid).values(finished_at=finished))
