@@ -15,7 +15,11 @@ Behaviour per kind (docs/LANES.md):
   ``/metrics`` with new or old (``--old-metric-names``) names; ``max_model_len``.
 * nim: ``/v1/health/live`` 200 at once, ``/v1/health/ready`` 503 until loaded;
   metrics only at ``/v1/metrics``.
-* ollama: ``GET /`` "Ollama is running".
+* ollama: ``GET /`` "Ollama is running"; ``/api/tags``; ``/v1/models`` owned_by "library".
+* sglang: refused while loading (as vllm); ``/health`` 200; ``/get_model_info``;
+  ``/metrics`` ``sglang:*`` (``--old-metric-names``: ``time_per_output_token``).
+* lmstudio: ``/api/v0/models`` (type, publisher, state); litellm: ``/health/liveliness``
+  "I'm alive!". Both otherwise plain OpenAI.
 * openai: only ``/v1/models`` and chat.
 
 ``wedged``: health and models answer, but a chat completion never does (an engine that is
@@ -99,7 +103,18 @@ class Handler(BaseHTTPRequestHandler):
         s, path = self.state, self.path.split("?")[0]
         if path == "/" and s.kind == "ollama":
             return self._send(200, "Ollama is running", "text/plain")
-        if path == "/health" and s.kind in ("llamacpp", "vllm"):
+        if path == "/api/tags" and s.kind == "ollama":
+            return self._send(200, {"models": [{"name": s.model, "model": s.model, "size": 1}]})
+        if path == "/get_model_info" and s.kind == "sglang":
+            return self._send(200, {"model_path": f"/models/{s.model}", "tokenizer_path": f"/models/{s.model}",
+                                    "is_generation": True, "max_context_length": s.ctx})
+        if path == "/api/v0/models" and s.kind == "lmstudio":
+            return self._send(200, {"object": "list", "data": [{"id": s.model, "object": "model", "type": "llm",
+                                    "publisher": "lmstudio-community", "state": "loaded",
+                                    "max_context_length": s.ctx}]})
+        if path == "/health/liveliness" and s.kind == "litellm":
+            return self._send(200, "I'm alive!")
+        if path == "/health" and s.kind in ("llamacpp", "vllm", "sglang"):
             if s.kind == "llamacpp" and not s.loaded():
                 return self._send(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
             return self._send(200, {"status": "ok"})
@@ -111,14 +126,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"object": "health.response", "message": "ready"})
         if path == "/props" and s.kind == "llamacpp":
             return self._send(200, {"default_generation_settings": {"n_ctx": s.ctx}, "total_slots": 1})
-        if (path == "/metrics" and s.kind in ("llamacpp", "vllm")) or (path == "/v1/metrics" and s.kind == "nim"):
+        if (path == "/metrics" and s.kind in ("llamacpp", "vllm", "sglang")) or (path == "/v1/metrics" and s.kind == "nim"):
             return self._send(200, self._metrics(), "text/plain; version=0.0.4")
         if path == "/v1/models":
             if not self._authorised():
                 return None
             if s.kind == "llamacpp" and not s.loaded():
                 return self._send(503, {"error": {"code": 503, "message": "Loading model"}})
-            entry: dict[str, Any] = {"id": s.model, "object": "model", "owned_by": s.kind}
+            owner = {"ollama": "library", "lmstudio": "organization_owner", "litellm": "openai"}.get(s.kind, s.kind)
+            entry: dict[str, Any] = {"id": s.model, "object": "model", "owned_by": owner}
             if s.kind in ("vllm", "nim"):
                 entry["max_model_len"] = s.ctx
             return self._send(200, {"object": "list", "data": [entry]})
@@ -133,6 +149,14 @@ class Handler(BaseHTTPRequestHandler):
                     "# TYPE llamacpp:tokens_predicted_seconds_total counter\n"
                     f"llamacpp:tokens_predicted_seconds_total {s.itl_sum}\n"
                     "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 0\n")
+        if s.kind == "sglang":
+            itl = "sglang:time_per_output_token_seconds" if s.old_metric_names else "sglang:inter_token_latency_seconds"
+            lbl = f'model_name="{s.model}"'
+            return (f"# TYPE sglang:generation_tokens_total counter\nsglang:generation_tokens_total{{{lbl}}} {s.tokens_total}\n"
+                    f"# TYPE sglang:cache_hit_rate gauge\nsglang:cache_hit_rate{{{lbl}}} 0.125\n"
+                    f"# TYPE {itl} histogram\n"
+                    f'{itl}_bucket{{{lbl},le="+Inf"}} {s.itl_count}\n'
+                    f"{itl}_sum{{{lbl}}} {s.itl_sum}\n{itl}_count{{{lbl}}} {s.itl_count}\n")
         itl = "vllm:time_per_output_token_seconds" if s.old_metric_names else "vllm:inter_token_latency_seconds"
         cache = "vllm:gpu_cache_usage_perc" if s.old_metric_names else "vllm:kv_cache_usage_perc"
         lbl = f'model_name="{s.model}"'
@@ -254,7 +278,7 @@ class LaneImitation:
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
     def __enter__(self) -> "LaneImitation":
-        if self.state.kind == "vllm" and self.state.load_s > 0:
+        if self.state.kind in ("vllm", "sglang") and self.state.load_s > 0:
             if not self._port:
                 from hbench.lanes import free_port
 
@@ -320,7 +344,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN if a.ignore_sigterm else on_term)
     if a.stubborn_child:
         _stubborn_child(a.stubborn_child)
-    if a.kind == "vllm" and a.load_s > 0:
+    if a.kind in ("vllm", "sglang") and a.load_s > 0:
         time.sleep(a.load_s)  # connection refused while "loading"
         a.load_s = 0.0
     srv = LaneImitation(kind=a.kind, model=a.model, load_s=a.load_s, token_latency=a.token_latency,

@@ -196,7 +196,10 @@ def test_prepare_fills_port_and_base_url(tmp_path: Path):
     assert kind("openai").prepare(unmanaged, tmp_path) is unmanaged
 
 
-def test_kinds_build_start_commands_from_options(tmp_path: Path):
+def test_kinds_build_start_commands_from_options(tmp_path: Path, monkeypatch):
+    from hbench.plugins.lanes import llamacpp
+
+    monkeypatch.setattr(llamacpp, "find_binary", lambda: (None, "none here"))  # CI has a built one
     ll = kind("llamacpp").prepare(LaneSpec(name="q", kind="llamacpp", model="qwen", context_length=16384,
                                            options={"model_path": "/m/q.gguf", "args": ["-ngl", "99"]}), tmp_path)
     assert ll.start[:3] == ["llama-server", "-m", "/m/q.gguf"]

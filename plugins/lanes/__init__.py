@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from hbench import hookimpl
 
-from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, vllm
+from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, sglang, vllm
 
 
 @hookimpl
 def hbench_register_lane_kinds(register):
-    for module in (openai, llamacpp, vllm, nim, ollama):
+    for module in (openai, llamacpp, vllm, nim, ollama, sglang):
         register(module.KIND)
     register(embedded.KIND)
 
@@ -17,3 +17,10 @@ def hbench_register_lane_kinds(register):
 @hookimpl
 def hbench_register_lanes(register):
     register(embedded.LANE)
+
+
+@hookimpl
+def hbench_register_commands(app):
+    from hbench.plugins.lanes import discover
+
+    discover.register(app)

@@ -6,13 +6,26 @@ Ready = ``GET /health`` 200; 503 means the model is still loading. Context lengt
 
 Managed without a ``start`` command: ``options.model_path`` (a GGUF) builds
 ``llama-server -m PATH --host 127.0.0.1 --port P --jinja --metrics [-a MODEL] [-c N] ARGS``;
-``options.binary`` (default ``llama-server``) and ``options.args`` (a list) adjust it.
+``options.binary`` and ``options.args`` (a list) adjust it. ``model_path = "@embedded"``
+is the embedded lane's own GGUF (Gemma 3 270M Q4_K_M, assembled once into the user cache),
+served as ``gemma-3-270m-q4_k_m``: the same model on two stacks (docs/TWO-STACKS.md).
+
+The binary, when ``options.binary`` is not given: ``$HBENCH_LLAMA_SERVER``, else the one
+``.ci/build-llama-server.sh`` cached for the installed llama-cpp-python
+(``~/.cache/hbench/llama-server/<version>/llama-server``), else ``llama-server`` on PATH
+(:func:`find_binary`).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from hbench.errors import BadInput
 from hbench.lanes import LaneKind, server_root
 from hbench.limits import response_json
 from hbench.models import LaneSpec
@@ -31,6 +44,42 @@ def _message(r: httpx.Response) -> str:
     return str(body)[:80]
 
 
+#: ``options.model_path`` naming the embedded lane's GGUF
+EMBEDDED_GGUF = "@embedded"
+BINARY_ENV = "HBENCH_LLAMA_SERVER"
+
+
+def cached_binary() -> Path | None:
+    """The llama-server .ci/build-llama-server.sh built for the installed llama-cpp-python."""
+    from importlib import metadata
+
+    import platformdirs
+
+    try:
+        ver = metadata.version("llama-cpp-python")
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(platformdirs.user_cache_dir("hbench")) / "llama-server" / ver / "llama-server"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def find_binary() -> tuple[str | None, str]:
+    """(path to llama-server or None, where it was found / why there is none)."""
+    env = os.environ.get(BINARY_ENV)
+    if env:
+        if Path(env).is_file() and os.access(env, os.X_OK):
+            return env, f"${BINARY_ENV}"
+        return None, f"${BINARY_ENV}={env} is not an executable file"
+    cached = cached_binary()
+    if cached:
+        return str(cached), "the cached build (.ci/build-llama-server.sh)"
+    found = shutil.which("llama-server")
+    if found:
+        return found, "PATH"
+    return None, ("no llama-server: set $HBENCH_LLAMA_SERVER, put llama-server on PATH, or build it with "
+                  "bash .ci/build-llama-server.sh (llama.cpp from the llama-cpp-python sdist, ~5 min on 2 cores)")
+
+
 class LlamaCppKind(LaneKind):
     name = "llamacpp"
     description = "llama.cpp llama-server; ready when /health is 200 (503 = loading)"
@@ -44,13 +93,29 @@ class LlamaCppKind(LaneKind):
         path = lane.options.get("model_path")
         if not path:
             return None
-        cmd = [str(lane.options.get("binary", "llama-server")), "-m", str(path),
+        binary = lane.options.get("binary") or find_binary()[0] or "llama-server"
+        path = str(Path(str(path)).expanduser()) if path != EMBEDDED_GGUF else path
+        cmd = [str(binary), "-m", path,
                "--host", "127.0.0.1", "--port", "{port}", "--jinja", "--metrics"]
         if lane.model:
             cmd += ["-a", lane.model]
         if lane.context_length:
             cmd += ["-c", str(lane.context_length)]
         return cmd + [str(a) for a in lane.options.get("args", [])]
+
+    def prepare(self, lane: LaneSpec, out_dir: Path) -> LaneSpec:
+        """``model_path = "@embedded"``: assemble the embedded lane's GGUF (once) and serve
+        it under the embedded lane's model id, so both stacks answer to the same name."""
+        if lane.start is None and lane.options.get("model_path") == EMBEDDED_GGUF:
+            from hbench.plugins.lanes import embedded
+
+            if embedded.GGUF_MODULE in embedded.missing_modules():
+                raise BadInput(f"lanes.{lane.name}.options.model_path = {EMBEDDED_GGUF!r} needs the model package "
+                               f"{embedded.GGUF_PACKAGE}: " + embedded.INSTALL_HINT)
+            gguf = embedded.ensure_gguf()
+            lane = attrs.evolve(lane, model=lane.model or embedded.MODEL_ALIAS,
+                                options={**lane.options, "model_path": str(gguf)})
+        return super().prepare(lane, out_dir)
 
     def ready(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool, str]:
         import httpx
