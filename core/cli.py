@@ -488,6 +488,12 @@ def run_cmd(
     fail_under: Optional[str] = typer.Option(
         None, "--fail-under", help="CI gate: exit 4 when a lane misses one, e.g. core_pass=6,pass_rate=0.7 "
         "(a lane that is not ranked misses it too)."),
+    parallel_lanes: Optional[int] = typer.Option(
+        None, "--parallel-lanes", help="Run up to N lanes at once (managed lanes of one node stay one at a "
+        "time; default 1)."),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", help="I/N: run only slice I (0-based) of N of every lane's attempts, then join the "
+        "shards' folders with `hbench merge` (docs/SCALE.md)."),
 ) -> None:
     """Run the suite against lanes, N times per prompt; journal and score every attempt.
 
@@ -506,7 +512,8 @@ def run_cmd(
              "--concurrency": concurrency, "--out": out, "--lane-url": lane_url, "--model": model,
              "--api-key-env": api_key_env, "--agent": agent, "--report": report, "--sample-hz": sample_hz,
              "--ready-timeout": ready_timeout, "--tags": tags, "--categories": categories, "--prefer": prefer,
-             "--max-consecutive-errors": max_consecutive_errors, "--fail-under": fail_under}
+             "--max-consecutive-errors": max_consecutive_errors, "--fail-under": fail_under,
+             "--parallel-lanes": parallel_lanes, "--shard": shard}
     argv = (["--config", _state["config"]] if _state["config"] else []) + ["run"]
     for flag, value in given.items():
         if value is not None:
@@ -520,6 +527,7 @@ def run_cmd(
         resume=resume, out=out, agent=agent, report=report, sample_hz=sample_hz, config=_state["config"],
         progress=progress, argv=argv, ready_timeout_s=ready_timeout, tags=tags, categories=categories,
         prefer=prefer, max_consecutive_errors=max_consecutive_errors, fail_under=fail_under,
+        parallel_lanes=parallel_lanes, shard=shard,
     )
     try:
         result = run(opts, plugins_obj())

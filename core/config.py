@@ -10,6 +10,7 @@ names the file, the key path and the fix::
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -285,6 +286,10 @@ def base_url_problem(url: str) -> str | None:
     return None
 
 
+#: a lane's ``node``: a Ray node label / custom resource name (``node:<name>``)
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
 def lane_problems(spec: LaneSpec) -> list[str]:
     """What is wrong with a lane's values, each as ``key: message`` (the TOML key)."""
     out = [
@@ -302,6 +307,9 @@ def lane_problems(spec: LaneSpec) -> list[str]:
     if spec.start is not None and (not spec.start or not any(a.strip() for a in spec.start)):
         out.append('start: empty; give the command that starts the server (start = ["llama-server", "-m", '
                    '"model.gguf"]), or remove start for a server you started yourself')
+    if spec.node is not None and not NODE_NAME.fullmatch(spec.node):
+        out.append(f"node: {spec.node!r} is not a node name: 1-63 letters, digits, '.', '_' or '-' "
+                   '(the Ray node label or box the lane runs on, like node = "spark2")')
     if spec.base_url is not None:
         why = base_url_problem(spec.base_url)
         if why:

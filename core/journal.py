@@ -43,12 +43,12 @@ import cattrs
 from hbench.errors import BadInput, HBenchError
 from hbench.logging import get_logger, scrub
 from hbench.models import JOURNAL_SCHEMA, Attempt, CheckResult, LaneSpec, ToolCall, Turn
-
-_conv = cattrs.Converter()
 from hbench.text import SURROGATE_ESCAPE_BYTES, valid_json, valid_text
 
+_conv = cattrs.Converter()
+
 #: LaneSpec fields that do not change what an attempt does (excluded from the fingerprint)
-_NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env"}
+_NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env", "node"}
 
 
 class JournalError(BadInput):

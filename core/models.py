@@ -55,6 +55,9 @@ class LaneSpec:
     tags: list[str] = attrs.field(factory=list)
     agent: str | None = None  # agent driver for this lane (None = the run's, default builtin)
     agent_options: dict[str, Any] = attrs.field(factory=dict)  # e.g. {"hermes_bin": "..."}
+    #: the box the lane runs on (``--parallel-lanes``: managed lanes of one node run one at a
+    #: time; ``--ray``: the Ray node labelled with it). None = the box hbench runs on
+    node: str | None = None
     #: where the spec came from ("hbench.toml", a plugin name, "--lane-url"); not user-set
     source: str = ""
 
@@ -165,7 +168,7 @@ class McpServerSpec:
     """``suite.toml`` ``[mcp.servers.NAME]``: an MCP server the suite starts for every
     attempt of an MCP agent (DESIGN.md, "MCP"), with the scratch copy as its working
     directory. ``env`` holds values written in the suite only; ``tools`` (None = all)
-    are the tools offered, as ``mcp_NAME_TOOL``."""
+    are the tools offered, as ``mcp__NAME__TOOL``."""
 
     command: tuple[str, ...]
     args: tuple[str, ...] = ()

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "hbench.plugins.tools",
     "hbench.plugins.history",
     "hbench.plugins.mcp",
+    "hbench.plugins.scaleout",
     "hbench.suites",
 )
 

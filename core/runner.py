@@ -74,6 +74,8 @@ class RunOptions:
     suite: str | None = None
     lanes: str | None = None  # "all" or "a,b"
     lane_url: str | None = None
+    #: --discover: when no lane is configured, run the servers found on this box's usual ports
+    discover: bool = False
     model: str | None = None
     api_key_env: str | None = None  # for the --lane-url lane
     runs: int | None = None
@@ -98,6 +100,9 @@ class RunOptions:
     #: --max-consecutive-errors K: a lane stops after K errored attempts in a row (0 = never)
     max_consecutive_errors: int | None = None
     fail_under: str | None = None  # --fail-under core_pass=6,pass_rate=0.7 (exit 4 when a lane misses)
+    #: --parallel-lanes N: up to N lanes at once in this process (managed lanes of one node one at a time)
+    parallel_lanes: int | None = None
+    shard: str | None = None  # --shard I/N: only slice I (0-based) of N of every lane's attempts (hbench.shard)
 
 
 class LaneScorecards(Sequence[Scorecard]):
@@ -174,6 +179,17 @@ class _Settings:
     categories: tuple[str, ...] = ()
     max_consecutive_errors: int = MAX_CONSECUTIVE_ERRORS  # 0 = never stop a lane for errors
     fail_under: dict[str, float] = attrs.field(factory=dict)  # --fail-under: metric -> threshold
+    parallel_lanes: int = 1
+    shard: tuple[int, int] | None = None  # (index, count)
+
+
+@attrs.define
+class _LaneRuntime:
+    """What one lane's attempts share while it runs (lanes may run side by side)."""
+
+    halted: str | None = None  # why the lane stopped early (K errored attempts in a row)
+    sampler: Any = None
+    pool: Any = None
 
 
 def parse_fail_under(text: str | None) -> dict[str, float]:
@@ -224,6 +240,10 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
         prefer=str(pick("prefer")), tags=_names(pick("tags")), categories=_names(pick("categories")),
         max_consecutive_errors=int(pick("max_consecutive_errors")), fail_under=parse_fail_under(opts.fail_under),
     )
+    from hbench.shard import parse_shard
+
+    s.parallel_lanes = int(opts.parallel_lanes) if opts.parallel_lanes is not None else 1
+    s.shard = parse_shard(opts.shard, "--shard") if opts.shard is not None else None
     # Flags only: hbench.toml's [run] values were checked where it was read, and are
     # reported by their TOML key (config.run_problems), never as a flag they were not.
     import math
@@ -246,6 +266,11 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
     if opts.out is not None and not opts.out.strip():
         bad.append("--out '': empty; name the results folder (--out results): an empty one would be the "
                    "current folder, whose files hbench does not own")
+    if opts.parallel_lanes is not None and opts.parallel_lanes < 1:
+        bad.append(f"--parallel-lanes {opts.parallel_lanes}: must be 1 (one lane after another) or more")
+    if s.shard is not None and s.adaptive:
+        bad.append("--shard with --adaptive: adaptive stopping needs every attempt of a prompt in one run; "
+                   "drop --adaptive (or run unsharded)")
     if opts.max_consecutive_errors is not None and opts.max_consecutive_errors < 0:
         bad.append(f"--max-consecutive-errors {opts.max_consecutive_errors}: must be 0 (never stop a lane) or more")
     if bad:
@@ -264,9 +289,9 @@ def available_lanes(registries: Any, config: Any) -> dict[str, LaneSpec]:
     return lanes
 
 
-def select_lanes(opts: RunOptions, registries: Any, config: Any) -> list[LaneSpec]:
+def select_lanes(opts: RunOptions, registries: Any, config: Any, plugins: Any = None) -> list[LaneSpec]:
     """``--lane-url/--model`` > ``--lanes all|a,b`` > ``[run].lanes`` > every hbench.toml
-    lane > the ready-made lane ``embedded``."""
+    lane > with ``--discover``, the servers found running > the ready-made lane ``embedded``."""
     from hbench.lanes import adhoc_lane
 
     log = get_logger()
@@ -301,10 +326,31 @@ def select_lanes(opts: RunOptions, registries: Any, config: Any) -> list[LaneSpe
         return [known[n] for n in dict.fromkeys(names)]
     if config.lanes:
         return [config.lanes[n] for n in config.lanes]
+    if opts.discover:
+        from hbench.plugin_manager import get_plugins
+
+        return discovered_lanes(plugins or get_plugins())
     if "embedded" in known:
         return [known["embedded"]]
     raise BadInput("no lanes to run: add [lanes.NAME] to hbench.toml, pass --lanes, or "
                    "--lane-url URL --model ID (or pip install 'hermes-bench[embedded]' for the default lane)")
+
+
+def discovered_lanes(plugins: Any, host: str = "127.0.0.1") -> list[LaneSpec]:
+    """``--discover``: the lanes plugins find running on this box (hook
+    ``hbench_discover_lanes``; the built-in one probes the usual local ports)."""
+    found: list[LaneSpec] = []
+    for plugin_name, call in plugins.call_each("hbench_discover_lanes", register=found.append, host=host):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - one finder failing leaves the others
+            get_logger().warning("run.discover_failed", plugin=plugin_name, error=f"{type(exc).__name__}: {exc}")
+    lanes = list({s.name: attrs.evolve(s, source=s.source or "--discover") for s in found}.values())
+    if not lanes:
+        raise BadInput(f"--discover: no model server answered on {host} (hbench discover lists the ports it "
+                       "tries); start one, or add [lanes.NAME] to hbench.toml")
+    get_logger().info("run.discovered", lanes=[s.name for s in lanes])
+    return lanes
 
 
 # --------------------------------------------------------------------------- progress
@@ -320,9 +366,10 @@ class _Progress:
         self.plain = plain and not enabled
         self.status_every_s = status_every_s
         self._p: Any = None
-        self._task: Any = None
+        self._task: Any = None  # the last lane's (callers that name no lane)
+        self._tasks: dict[str, Any] = {}  # one bar per lane: --parallel-lanes shows every active lane
         self._lock = threading.Lock()
-        self._last_status: tuple[str, float] = ("", -1e9)
+        self._last_status: dict[str, float] = {}  # status head -> when it was last written
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -344,21 +391,26 @@ class _Progress:
     def lane(self, name: str, total: int) -> None:
         if self._p is not None:
             with self._lock:
-                self._task = self._p.add_task(f"{name}: starting", total=max(total, 0), passes="")
+                self._task = self._tasks[name] = self._p.add_task(f"{name}: starting", total=max(total, 0),
+                                                                  passes="")
 
-    def status(self, text: str) -> None:
+    def _task_of(self, lane: str | None) -> Any:
+        return self._tasks.get(lane, self._task) if lane is not None else self._task
+
+    def status(self, text: str, lane: str | None = None) -> None:
         if self.plain:
             head = text.split(",", 1)[0]  # "lane: waiting for URL to be ready" without the count
             now = time.monotonic()
             with self._lock:
-                last_head, last_t = self._last_status
-                if head == last_head and now - last_t < self.status_every_s:
+                last_t = self._last_status.get(head, -1e9)
+                if now - last_t < self.status_every_s:
                     return
-                self._last_status = (head, now)
+                self._last_status = {head: now} if lane is None else {**self._last_status, head: now}
             self._line(text)
-        if self._p is not None and self._task is not None:
+        task = self._task_of(lane)
+        if self._p is not None and task is not None:
             with self._lock:
-                self._p.update(self._task, description=text)
+                self._p.update(task, description=text)
 
     def prompt_done(self, lane: str, prompt: str, passes: int, attempts: int, elapsed_s: float) -> None:
         """One plain line when a prompt has all its attempts (plain mode only)."""
@@ -375,15 +427,17 @@ class _Progress:
         except (OSError, ValueError):  # a closed pipe never stops a run
             pass
 
-    def advance(self, text: str, passes: str) -> None:
-        if self._p is not None and self._task is not None:
+    def advance(self, text: str, passes: str, lane: str | None = None) -> None:
+        task = self._task_of(lane)
+        if self._p is not None and task is not None:
             with self._lock:
-                self._p.update(self._task, advance=1, description=text, passes=passes)
+                self._p.update(task, advance=1, description=text, passes=passes)
 
-    def set_total(self, total: int) -> None:
-        if self._p is not None and self._task is not None:
+    def set_total(self, total: int, lane: str | None = None) -> None:
+        task = self._task_of(lane)
+        if self._p is not None and task is not None:
             with self._lock:
-                self._p.update(self._task, total=total)
+                self._p.update(task, total=total)
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -469,9 +523,11 @@ class Runner:
         self.stop = threading.Event()  # Ctrl-C: no new attempts
         self.cancel = threading.Event()  # Ctrl-C: cancel attempts in flight
         self.started_at = _now()
-        self._sampler_now: Any = None
         self.fatal: str | None = None  # what stopped the run (disk full, journal unwritable)
         self._fatal_lock = threading.Lock()
+        self._runtimes: dict[str, _LaneRuntime] = {}  # per lane, while it runs
+        self._finish_lock = threading.Lock()  # lane_finished hooks and <lane>.json, one lane at a time
+        self._shard_manifest: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- setup
     def _prepare(self) -> None:
@@ -481,7 +537,7 @@ class Runner:
         reg = self.reg
         self.suite: Suite = load_suite(self.s.suite, reg)
         self._check_selection()
-        self.lanes = select_lanes(self.opts, reg, self.config)
+        self.lanes = select_lanes(self.opts, reg, self.config, self.plugins)
         if self.opts.ready_timeout_s is not None:  # --ready-timeout: every selected lane
             if not 0 < self.opts.ready_timeout_s < float("inf"):
                 raise BadInput(f"--ready-timeout {self.opts.ready_timeout_s!r}: give the seconds to wait for "
@@ -657,14 +713,21 @@ class Runner:
         show = self.opts.progress if self.opts.progress is not None else tty
         try:
             with _Progress(bool(show), plain=self.opts.progress is None and not tty) as progress:
-                for spec in self.lanes:
+                if self.s.parallel_lanes > 1 and len(self.lanes) > 1:
+                    from hbench.parallel import run_lanes_parallel
+
+                    # --parallel-lanes: threads in this process (hbench.parallel); the
+                    # scorecards are kept in lane order, whatever order lanes finish in
+                    parts = run_lanes_parallel(self, progress)
+                    for part in parts:
+                        scorecards._items.extend(part._items)
+                    if any(sc.failed for sc in scorecards) or any(getattr(p, "write_failed", False) for p in parts):
+                        exit_code = EXIT_LANE_FAILED
+                for spec in self.lanes if not (self.s.parallel_lanes > 1 and len(self.lanes) > 1) else ():
                     # once the run is stopped (Ctrl-C, a fatal error) no lane is opened, but
                     # each left still gets its scorecard: complete false, and why
                     sc = self._lane(spec, progress)
-                    if sc.failed:
-                        exit_code = EXIT_LANE_FAILED
-                    self.plugins.broadcast("hbench_lane_finished", scorecard=sc, lane=spec)
-                    if not self._write_lane_scorecard(sc, scorecards):
+                    if not self._finish_lane(spec, sc, scorecards):
                         exit_code = EXIT_LANE_FAILED
                     del sc  # kept compressed in LaneScorecards: memory stays flat over lanes
                     _release_free_memory()
@@ -694,6 +757,14 @@ class Runner:
         return RunResult(scorecards=scorecards, exit_code=exit_code, out_dir=self.out,
                          journal=self.journal_path, interrupted=interrupted, verdict=verdict,
                          fail_under=list(self._fail_under_lines))
+
+    def _finish_lane(self, spec: LaneSpec, sc: Scorecard, scorecards: LaneScorecards) -> bool:
+        """``hbench_lane_finished`` and the lane's ``<lane>.json``; False when the lane
+        failed or its scorecard could not be written. One lane at a time (thread-safe)."""
+        with self._finish_lock:
+            self.plugins.broadcast("hbench_lane_finished", scorecard=sc, lane=spec)
+            written = self._write_lane_scorecard(sc, scorecards)
+        return written and not sc.failed
 
     def _fail_under(self, scorecards: Sequence[Scorecard]) -> list[str]:
         """``--fail-under``: the lanes that missed a threshold, ranked as the reports rank
@@ -838,6 +909,8 @@ class Runner:
                 else:
                     st.pending.append(n)
             states.append(st)
+        if self.s.shard is not None:  # --shard I/N: this slice of the lane's plan only (hbench.shard)
+            self._shard_slice(spec, states, runs)
         sched = _Scheduler(states, self.s.adaptive)
         sched.prune()
         if done:
@@ -857,7 +930,7 @@ class Runner:
         base_url, model = spec.base_url, spec.model
         finished_rec = self.journal.finished_record(spec.name) if self.opts.resume else None
         started = _now()
-        self._halted: str | None = None  # why the lane stopped early (K errored attempts in a row)
+        rt = self._runtimes[spec.name] = _LaneRuntime()  # halted: why the lane stopped early
         rebuilt = finished_rec is not None and sched.remaining() == 0
         if rebuilt:
             throughput = _structure(Throughput, finished_rec.get("throughput"), Throughput(error="not measured"))
@@ -873,27 +946,27 @@ class Runner:
             progress.lane(spec.name, sched.remaining())
             try:
                 with open_lane(spec, kind, out_dir=self.out, headroom_gb=self.s.headroom_gb,
-                               on_status=lambda t: progress.status(f"{spec.name}: {t}"),
+                               on_status=lambda t: progress.status(f"{spec.name}: {t}", lane=spec.name),
                                cancel=self.cancel) as running:
                     served_model = running.served_model
                     base_url, model = running.spec.base_url, running.spec.model
                     kind_info = {**_safe(lambda: kind.describe(running.spec), {}),
                                  **_safe(lambda: running.readiness(), {})}  # ready_s, resting memory (issue 21)
                     warnings.extend(running.warnings)
-                    self._sampler_now = self._sampler(spec, running, warnings)
+                    rt.sampler = self._sampler(spec, running, warnings)
                     try:
                         died = self._attempts(spec, running, agent, settings, sched, progress)
                     finally:
-                        if self._sampler_now is not None:
-                            telemetry = _safe(self._sampler_now.stop, Telemetry())
-                        self._sampler_now = None
+                        if rt.sampler is not None:
+                            telemetry = _safe(rt.sampler.stop, Telemetry())
+                        rt.sampler = None
                     if died:
                         failed = died
-                    elif self._halted:
-                        log.error("lane.stopped", lane=spec.name, reason=self._halted)
-                        warnings.append(self._halted)
+                    elif rt.halted:
+                        log.error("lane.stopped", lane=spec.name, reason=rt.halted)
+                        warnings.append(rt.halted)
                     elif not self.stop.is_set():
-                        progress.status(f"{spec.name}: measuring throughput")
+                        progress.status(f"{spec.name}: measuring throughput", lane=spec.name)
                         throughput = self._throughput(running)
                         self.journal.lane_finished(spec.name, {
                             "throughput": _unstructure(throughput), "telemetry": _unstructure(telemetry),
@@ -909,14 +982,37 @@ class Runner:
                 log.error("lane.failed", lane=spec.name, reason=failed)
                 self.journal.lane_failed(spec.name, failed)
         missing = sched.remaining() + sum(s.in_flight for s in states)
-        stopped = self._halted
+        stopped = rt.halted
+        self._runtimes.pop(spec.name, None)
         if self.stop.is_set() and not rebuilt:
             stopped = self._stop_reason(not_started)
             warnings.append(f"interrupted: {missing} planned attempts did not run; resume with {self.resume_command()}")
-        if throughput.error and not failed and not self.stop.is_set() and not self._halted:
+        if throughput.error and not failed and not self.stop.is_set() and not rt.halted:
             warnings.append(f"throughput: {throughput.error}")
         return self._scorecard(spec, states, skipped, runs, throughput, telemetry, served_model, base_url,
                                model, kind_info, failed, warnings, started, agent, missing=missing, stopped=stopped)
+
+    def _shard_slice(self, spec: LaneSpec, states: list[_PromptState], runs: int) -> None:
+        """``--shard I/N``: keep this shard's part of the lane's plan (every planned
+        ``(prompt, n)`` in suite order, :func:`hbench.shard.select`), and record the whole
+        plan in ``OUT/shard.json`` so ``hbench merge`` can tell what a missing shard held."""
+        from hbench.journal import lane_fingerprint
+        from hbench.shard import select, write_manifest
+
+        index, count = self.s.shard  # type: ignore[misc]
+        plan = [(st.prompt.id, n) for st in states for n in range(1, runs + 1)]
+        mine = set(select(spec.name, plan, index, count))
+        for st in states:
+            st.pending = [n for n in st.pending if (st.prompt.id, n) in mine]
+            st.done = [a for a in st.done if (st.prompt.id, a.n) in mine]
+        with self._finish_lock:
+            if self._shard_manifest is None:
+                self._shard_manifest = {"index": index, "count": count, "suite": self.suite_info,
+                                        "suite_path": str(self.suite.path), "run_id": self.run_id, "lanes": {}}
+            self._shard_manifest["lanes"][spec.name] = {
+                "fingerprint": lane_fingerprint(spec, self._lane_settings(spec)), "runs": runs,
+                "plan": [[pid, n] for pid, n in plan]}
+            write_manifest(self.out, self._shard_manifest)
 
     def _stop_reason(self, not_started: bool) -> str:
         why = f"run stopped by a fatal error ({self.fatal})" if self.fatal else "interrupted (Ctrl-C)"
@@ -964,13 +1060,14 @@ class Runner:
         told: set[str] = set()  # prompts whose plain progress line was written
         t_lane = time.monotonic()
         lock = threading.Lock()
-        progress.set_total(sched.remaining())
+        progress.set_total(sched.remaining(), lane=spec.name)
+        rt = self._runtimes[spec.name]
         work_dir = self.work / "agents" / _safe_name(spec.name)
         work_dir.mkdir(parents=True, exist_ok=True)
         from hbench.sandbox import ScratchPool
 
         # scratch copies made ahead and removed behind, off the attempts' path (benchmarks.overhead)
-        self._pool = ScratchPool(self.fixtures, self.work / "scratch" / _safe_name(spec.name) / ".staging",
+        rt.pool = ScratchPool(self.fixtures, self.work / "scratch" / _safe_name(spec.name) / ".staging",
                                  ahead=min(self.s.concurrency, 8) + 1)
 
         def worker() -> None:
@@ -1003,7 +1100,7 @@ class Runner:
                         text = f"{spec.name} · {st.prompt.id} #{n}/{st.runs}"
                         passes = f"{counts['passed']}/{counts['done']} passed"
                     dropped = sched.prune()
-                    progress.advance(text, passes)
+                    progress.advance(text, passes, lane=spec.name)
                     with lock:
                         whole = not st.pending and st.in_flight == 0 and st.prompt.id not in told
                         if whole:
@@ -1012,7 +1109,7 @@ class Runner:
                         progress.prompt_done(spec.name, st.prompt.id, st.passes, len(st.done),
                                              time.monotonic() - t_lane)
                     if dropped:
-                        progress.set_total(counts["done"] + sched.remaining())
+                        progress.set_total(counts["done"] + sched.remaining(), lane=spec.name)
 
         k = max(1, min(self.s.concurrency, sched.remaining() or 1))
         threads = [threading.Thread(target=worker, name=f"hbench-attempt-{i}", daemon=True) for i in range(k)]
@@ -1026,8 +1123,8 @@ class Runner:
             self.interrupt()
             raise
         finally:
-            self._pool.close()
-        self._halted = halted[0] if halted and not died else None
+            rt.pool.close()
+        rt.halted = halted[0] if halted and not died else None
         return died[0] if died else None
 
     def _attempt(self, spec: LaneSpec, running: Any, agent: Any, settings: dict[str, Any], prompt: Prompt,
@@ -1043,7 +1140,8 @@ class Runner:
 
         log = self.log
         dest = attempt_dir(self.work, spec.name, prompt.id, n)
-        pool = getattr(self, "_pool", None)
+        rt = self._runtimes.get(spec.name)
+        pool = rt.pool if rt is not None else None
         pool.create(dest) if pool is not None else Sandbox.create(self.fixtures, dest)
         ctx = AttemptContext(
             lane=running.spec, prompt=prompt, suite=self.suite, n=n, scratch=dest,
@@ -1052,7 +1150,7 @@ class Runner:
             tools=dict(self.prompt_tools[prompt.id]), cancel=self.cancel, work_dir=work_dir,
         )
         label = f"{spec.name}:{prompt.id}#{n}"
-        sampler = self._sampler_now
+        sampler = rt.sampler if rt is not None else None
         if sampler is not None:
             _safe(lambda: sampler.attempt_started(label), None)
         t0 = time.monotonic()
@@ -1152,6 +1250,10 @@ class Runner:
                          "adaptive": self.s.adaptive, "core_only": self.s.core_only},
             "resumed": bool(self.opts.resume),
         }
+        if spec.node is not None:
+            sc.provenance["node"] = spec.node
+        if self.s.shard is not None:
+            sc.provenance["shard"] = {"index": self.s.shard[0], "count": self.s.shard[1]}
         return sc
 
 
