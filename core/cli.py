@@ -469,6 +469,8 @@ def run_cmd(
     lane_url: Optional[str] = typer.Option(None, "--lane-url", help="Ad-hoc lane: an OpenAI-compatible base URL."),
     model: Optional[str] = typer.Option(None, "--model", help="Model id for --lane-url."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the --lane-url API key."),
+    discover: bool = typer.Option(False, "--discover", help="With no lane configured: run the model servers "
+                                  "found on this box's usual ports (see `hbench discover`)."),
     agent: Optional[str] = typer.Option(None, "--agent", help="Agent driver (default builtin; see `hbench agents`)."),
     report: Optional[str] = typer.Option(None, "--report", help="Reporters, e.g. json,md (default: all)."),
     sample_hz: Optional[float] = typer.Option(None, "--sample-hz", help="Telemetry samples per second (default 2)."),
@@ -521,13 +523,15 @@ def run_cmd(
     for value, on, off in ((core_only, "--core-only", "--all-prompts"), (adaptive, "--adaptive", "--no-adaptive")):
         if value is not None:
             argv.append(on if value else off)
+    if discover:
+        argv.append("--discover")
     opts = RunOptions(
         suite=suite, lanes=lanes, lane_url=lane_url, model=model, api_key_env=api_key_env, runs=runs,
         core_only=core_only, timeout_s=timeout, max_turns=max_turns, concurrency=concurrency, adaptive=adaptive,
         resume=resume, out=out, agent=agent, report=report, sample_hz=sample_hz, config=_state["config"],
         progress=progress, argv=argv, ready_timeout_s=ready_timeout, tags=tags, categories=categories,
         prefer=prefer, max_consecutive_errors=max_consecutive_errors, fail_under=fail_under,
-        parallel_lanes=parallel_lanes, shard=shard,
+        parallel_lanes=parallel_lanes, shard=shard, discover=discover,
     )
     try:
         result = run(opts, plugins_obj())

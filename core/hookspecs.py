@@ -121,6 +121,18 @@ def hbench_register_suites(register: Register) -> None:
 
 
 @hookspec
+def hbench_discover_lanes(register: Register, host: str) -> None:
+    """Find lanes already running on ``host`` (``hbench run --discover`` when nothing is
+    configured).
+
+    ``register(spec)`` for each :class:`hbench.models.LaneSpec` found (kind, base_url,
+    model). Called only when discovery is asked for; probe with short, bounded timeouts,
+    and only ``host``. The built-in finder probes the usual ports of vLLM, llama.cpp,
+    SGLang, Ollama, LiteLLM and LM Studio (``hbench discover``).
+    """
+
+
+@hookspec
 def hbench_register_commands(app: typer.Typer) -> None:
     """Add commands to the ``hbench`` CLI: ``@app.command() def mycmd(): ...``."""
 

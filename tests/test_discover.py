@@ -183,3 +183,49 @@ def test_sglang_builds_its_start_command(tmp_path):
     assert sg.start[sg.start.index("--context-length") + 1] == "8192"
     assert sg.start[sg.start.index("--mem-fraction-static") + 1] == "0.8"
     assert sg.base_url == f"http://127.0.0.1:{sg.start[sg.start.index('--port') + 1]}/v1"
+
+
+# --------------------------------------------------------------------------- hbench run --discover
+
+
+def test_run_discover_runs_what_it_finds_when_nothing_is_configured(tmp_path):
+    """The built-in hbench_discover_lanes finder, through `hbench run --discover` with no
+    hbench.toml: the scripted server on an extra port becomes the lane."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent / "reliability"))
+    from relhelp import PYTHON, hbench_env, write_suite
+
+    suite = write_suite(tmp_path / "s", [{"id": "a", "prompt": "Say hi."}])
+    with ScriptedServer({"Say hi.": ["hi"]}, model="found-model") as srv:
+        r = subprocess.run([PYTHON, "-m", "hbench", "run", "--discover", "--suite", str(suite), "--runs", "1",
+                            "--out", str(tmp_path / "out"), "--no-history", "--no-progress"],
+                           cwd=tmp_path, env=hbench_env(HBENCH_DISCOVER_PORTS=str(srv.port)),
+                           capture_output=True, text=True, timeout=120)
+        assert srv.chat_requests, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-3000:]
+    name = f"openai-{srv.port}"
+    card = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+    assert card["lane"]["model"] == "found-model" and card["lane"]["source"] == "--discover"
+    assert card["lane"]["ready_s"] is not None  # the canary ran
+
+
+def test_run_discover_with_a_plugin_finder_and_with_nothing_found(tmp_path, hbench_plugin):
+    from hbench import hookimpl
+    from hbench.runner import discovered_lanes
+    from hbench.plugin_manager import get_plugins
+    from hbench.errors import BadInput
+
+    class Finder:
+        @hookimpl
+        def hbench_discover_lanes(self, register, host):
+            register(LaneSpec(name="from-plugin", kind="openai", base_url=f"http://{host}:1/v1", model="x"))
+
+    hbench_plugin(Finder(), name="finder")
+    lanes = discovered_lanes(get_plugins(), host="127.0.0.2")
+    names = [s.name for s in lanes]
+    assert "from-plugin" in names
+    mine = lanes[names.index("from-plugin")]
+    assert mine.source == "--discover" and mine.base_url == "http://127.0.0.2:1/v1"
+
+    get_plugins().unregister("finder")
+    with pytest.raises(BadInput, match="--discover: no model server answered on 127.0.0.3"):
+        discovered_lanes(get_plugins(), host="127.0.0.3")  # nothing listens on 127.0.0.3's default ports

@@ -24,3 +24,13 @@ def hbench_register_commands(app):
     from hbench.plugins.lanes import discover
 
     discover.register(app)
+
+
+@hookimpl
+def hbench_discover_lanes(register, host):
+    from hbench.models import LaneSpec
+    from hbench.plugins.lanes.discover import DEFAULT_PORTS, discover, extra_ports, lanes_of
+
+    for d in lanes_of(discover(sorted(set(DEFAULT_PORTS) | set(extra_ports())), host=host)):
+        register(LaneSpec(name=d["name"], kind=d["kind"], base_url=d["base_url"], model=d.get("model"),
+                          source="--discover"))

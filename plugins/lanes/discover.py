@@ -1,7 +1,7 @@
 """``hbench discover``: find model servers already running on this box, with no config.
 
 Probes the usual ports on loopback (vLLM 8000, llama.cpp 8080, SGLang 30000, Ollama
-11434, LiteLLM 4000, LM Studio 1234, plus ``--port``), names the kind from each server's
+11434, LiteLLM 4000, LM Studio 1234, plus ``--port`` and ``$HBENCH_DISCOVER_PORTS``), names the kind from each server's
 own signature (not from the port: a llama-server on 8000 is still llama.cpp), lists the
 models it serves, and prints ready-to-paste ``[lanes.*]`` TOML (or ``--json``).
 
@@ -40,6 +40,26 @@ if TYPE_CHECKING:
 #: port -> the server usually found there
 DEFAULT_PORTS: dict[int, str] = {8000: "vLLM", 8080: "llama.cpp", 30000: "SGLang", 11434: "Ollama",
                                  4000: "LiteLLM", 1234: "LM Studio"}
+
+
+#: more ports for ``hbench run --discover`` (and ``hbench discover``), comma-separated
+PORTS_ENV = "HBENCH_DISCOVER_PORTS"
+
+
+def extra_ports() -> list[int]:
+    """Ports named in ``$HBENCH_DISCOVER_PORTS`` (bad entries are ignored, with a warning)."""
+    import os
+
+    out = []
+    for part in os.environ.get(PORTS_ENV, "").split(","):
+        part = part.strip()
+        if part.isdigit() and 0 < int(part) < 65536:
+            out.append(int(part))
+        elif part:
+            from hbench.logging import get_logger
+
+            get_logger().warning("discover.bad_port", variable=PORTS_ENV, value=part)
+    return out
 
 
 @attrs.define
@@ -205,7 +225,7 @@ def register(app: Any) -> None:
         if timeout <= 0:
             typer.echo(f"--timeout {timeout}: must be more than 0 seconds", err=True)
             raise typer.Exit(2)
-        ports = sorted(set(DEFAULT_PORTS) | set(port))
+        ports = sorted(set(DEFAULT_PORTS) | set(port) | set(extra_ports()))
         bad = [p for p in ports if not 0 < p < 65536]
         if bad:
             typer.echo(f"--port {bad[0]}: not a TCP port (1-65535)", err=True)
