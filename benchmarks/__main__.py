@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "power": None,
     "history": None,
     "mcp": None,
+    "parallel_lanes": None,
 }
 
 

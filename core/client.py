@@ -865,7 +865,7 @@ class ChatClient:
                  connect_timeout_s: float = 10.0, retries: int = 3, retry_after_cap_s: float = 30.0,
                  backoff_s: float = 0.5, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  model_mismatch: str = "warn", lane: str | None = None,
-                 headers: dict[str, str] | None = None, max_connections: int = 64,
+                 headers: dict[str, str] | None = None, max_connections: int = 256,
                  tail_grace_s: float = TAIL_GRACE_S, transport: httpx.BaseTransport | None = None):
         """``timeout_s``: the longest silence between bytes (without a deadline);
         ``retries``: extra tries after the first; ``tail_grace_s``: how long to wait for

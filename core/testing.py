@@ -910,7 +910,7 @@ class _Reply:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # --concurrency 128 and more connect at once (benchmarks.concurrency)
     owner: "ScriptedServer"
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -25,7 +25,7 @@ from benchmarks.__main__ import BENCHMARKS  # noqa: E402
 #: the figure names each module prints, in order (its last line is the last of them)
 NAMES = {
     "overhead": ["overhead_wait_share", "overhead_cpu_per_turn"],
-    "concurrency": ["concurrency_speedup"],
+    "concurrency": ["concurrency_speedup", "concurrency_c64_speedup", "concurrency_cpu_per_turn"],
     "adaptive": ["adaptive_saved"],
     "resume": ["resume_rebuild", "resume_repeated"],
     "startup": ["startup"],
@@ -35,6 +35,7 @@ NAMES = {
     "power": ["power_sim_match", "power_pick_rate"],
     "history": ["history_import", "history_list", "history_compare", "history_overhead"],
     "mcp": ["mcp_start_fresh", "mcp_start_pooled", "mcp_call_overhead"],
+    "parallel_lanes": ["parallel_lanes_wall"],
 }
 
 

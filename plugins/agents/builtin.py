@@ -38,8 +38,9 @@ from hbench.tools import ToolError
 LOOP_REPEATS = 3
 #: characters of one tool result the model sees
 MAX_TOOL_RESULT = 40_000  # above read_file's 32 KiB cap, so its own truncation note survives
-#: lanes whose ChatClient (and kept-alive connections) stay open between attempts
-CLIENT_CACHE = 8
+#: lanes whose ChatClient (and kept-alive connections) stay open between attempts; more
+#: than --parallel-lanes will ever run at once (the least recently used one is closed)
+CLIENT_CACHE = 64
 
 
 def _now() -> str:
@@ -68,8 +69,8 @@ class BuiltinAgent(Agent):
     def _client(self, lane: Any, api_key: str | None, timeout_s: float) -> Any:
         """The lane's ChatClient, shared by its attempts (it is thread-safe). A new one per
         attempt cost ~25 ms of CPU (httpx loads the CA bundle into a new SSL context) and
-        a new connection; lanes run one after another, so the least recently used of
-        more than :data:`CLIENT_CACHE` is closed."""
+        a new connection; the least recently used of more than :data:`CLIENT_CACHE` lanes
+        is closed (lanes run one after another, or a few side by side: --parallel-lanes)."""
         from hbench.client import ChatClient
 
         key = (lane.base_url, api_key, float(timeout_s), lane.name)
