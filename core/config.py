@@ -44,6 +44,9 @@ class RunDefaults:
     report: str | None = None  # "json,md,html" (None = every reporter)
     sample_hz: float = 2.0
     memory_headroom_gb: float = 2.0
+    #: GiB of MemAvailable below which a managed lane is not started or is stopped (None: 8 where
+    #: memory is unified, e.g. DGX Spark / GB10, else no floor; 0 turns it off)
+    memory_floor_gb: float | None = None
     max_consecutive_errors: int = 5  # a lane stops after this many errored attempts in a row (0 = never)
     prefer: str = "memory"  # what orders lanes tied on quality: memory | speed | latency
     tags: str | None = None  # "short": run only prompts with one of these tags
@@ -260,6 +263,7 @@ def run_problems(run: RunDefaults) -> list[str]:
         _positive(run.concurrency, "concurrency", "attempts at once"),
         _positive(run.sample_hz, "sample_hz", "telemetry samples per second"),
         _positive(run.memory_headroom_gb, "memory_headroom_gb", "headroom in GB", zero_ok=True),
+        _positive(run.memory_floor_gb, "memory_floor_gb", "the memory floor in GiB (0 = off)", zero_ok=True),
         _positive(run.max_consecutive_errors, "max_consecutive_errors", "errored attempts in a row", zero_ok=True),
     ]
     if not run.out.strip():
@@ -299,6 +303,7 @@ def lane_problems(spec: LaneSpec) -> list[str]:
         _positive(spec.context_length, "context_length", "the context length"),
         _positive(spec.ready_timeout_s, "ready_timeout_s", "seconds to wait for the server"),
         _positive(spec.expected_memory_gb, "expected_memory_gb", "memory in GB", zero_ok=True),
+        _positive(spec.memory_floor_gb, "memory_floor_gb", "the memory floor in GiB (0 = off)", zero_ok=True),
         _positive(spec.stop_grace_s, "stop_grace_s", "seconds", zero_ok=True),
         _positive(spec.memory_return_timeout_s, "memory_return_timeout_s", "seconds", zero_ok=True),
     ]

@@ -48,7 +48,8 @@ from hbench.text import SURROGATE_ESCAPE_BYTES, valid_json, valid_text
 _conv = cattrs.Converter()
 
 #: LaneSpec fields that do not change what an attempt does (excluded from the fingerprint)
-_NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env", "node"}
+_NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env", "node",
+                      "memory_floor_gb"}
 
 
 class JournalError(BadInput):

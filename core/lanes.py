@@ -366,6 +366,8 @@ class RunningLane:
     #: the server's memory once ready, before the first prompt, and where it was read
     resting_memory_gb: float | None = None
     resting_memory_source: str | None = None
+    #: why hbench itself stopped the lane mid-run (the memory floor), or None
+    stop_reason: str | None = None
 
     def is_alive(self) -> bool:
         return self.alive()
@@ -378,6 +380,8 @@ class RunningLane:
 
     def died_reason(self) -> str:
         """Why the lane is no longer alive, with the server's log tail (for a failed lane)."""
+        if self.stop_reason:
+            return self.stop_reason
         code = self.returncode()
         tail = self.log_tail()
         return (f"lane {self.spec.name!r}: server exited mid-run (exit code {code})"

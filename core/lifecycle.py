@@ -39,6 +39,15 @@ from hbench.models import LaneSpec
 
 MEMINFO = Path("/proc/meminfo")
 KILL_WAIT_S = 5.0  # after SIGKILL, how long the group gets to disappear
+#: the floor where memory is unified and nothing is configured: running out of unified
+#: memory livelocks a GB10 box instead of swapping (LANES.md), so people keep 8 GiB free
+UNIFIED_FLOOR_GIB = 8.0
+#: seconds between MemAvailable readings while a managed lane runs
+FLOOR_POLL_S = 1.0
+UNIFIED_ENV = "HBENCH_UNIFIED_MEMORY"  # 1/0: say whether memory is unified (overrides detection)
+#: files naming the machine: a unified-memory board names itself there
+MACHINE_FILES = (Path("/sys/class/dmi/id/product_name"), Path("/proc/device-tree/model"))
+UNIFIED_MACHINES = ("dgx spark", "gb10", "jetson", "thor", "grace blackwell")
 
 
 def mem_available_gb(meminfo: Path | None = None) -> float | None:
@@ -50,6 +59,96 @@ def mem_available_gb(meminfo: Path | None = None) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def unified_memory() -> tuple[bool, str]:
+    """(is memory unified?, why): ``$HBENCH_UNIFIED_MEMORY``, else the machine's own name
+    (DMI product name or device-tree model: DGX Spark, GB10, Jetson, Thor)."""
+    env = os.environ.get(UNIFIED_ENV, "").strip().lower()
+    if env in ("1", "true", "yes"):
+        return True, f"${UNIFIED_ENV}={env}"
+    if env in ("0", "false", "no"):
+        return False, f"${UNIFIED_ENV}={env}"
+    for path in MACHINE_FILES:
+        try:
+            name = path.read_text(errors="replace").strip("\x00\n ")
+        except OSError:
+            continue
+        if any(m in name.lower() for m in UNIFIED_MACHINES):
+            return True, f"{path} says {name!r}"
+    return False, "no unified-memory machine named in " + " or ".join(str(p) for p in MACHINE_FILES)
+
+
+def memory_floor(spec: LaneSpec) -> tuple[float, str]:
+    """(floor in GiB, where it came from); 0 = no floor."""
+    if spec.memory_floor_gb is not None:
+        return float(spec.memory_floor_gb), f"lanes.{spec.name}.memory_floor_gb (or [run].memory_floor_gb)"
+    unified, why = unified_memory()
+    if unified:
+        return UNIFIED_FLOOR_GIB, f"the default where memory is unified ({why})"
+    return 0.0, f"none: memory is not unified ({why}); set memory_floor_gb to have one"
+
+
+def mem_available_gib(meminfo: Path | None = None) -> float | None:
+    gb = mem_available_gb(meminfo)
+    return None if gb is None else gb * 1e9 / 2**30
+
+
+def check_floor(spec: LaneSpec) -> None:
+    """Refuse to start a managed lane while MemAvailable is below its floor (or would be,
+    once its ``expected_memory_gb`` is taken)."""
+    floor, why = memory_floor(spec)
+    if floor <= 0:
+        return
+    avail = mem_available_gib(MEMINFO)
+    if avail is None:
+        get_logger().warning("lane.memory_floor_unchecked", lane=spec.name, why=f"{MEMINFO} unreadable")
+        return
+    expected = (spec.expected_memory_gb or 0.0) * 1e9 / 2**30
+    if avail - expected < floor:
+        after = f", {avail - expected:.1f} GiB once its expected_memory_gb is taken" if expected else ""
+        raise LaneError(
+            f"lane {spec.name!r} not started: {avail:.1f} GiB available (MemAvailable){after}, below the memory "
+            f"floor of {floor:.1f} GiB ({why}). Running out of unified memory can livelock the box: stop other "
+            f"model servers, or lower lanes.{spec.name}.memory_floor_gb / [run].memory_floor_gb (0 = off)")
+
+
+class FloorWatch:
+    """While a managed lane runs: read MemAvailable every ``FLOOR_POLL_S``; below the floor,
+    stop the lane's process group and say why (``reason``)."""
+
+    def __init__(self, spec: LaneSpec, proc: subprocess.Popen, running: RunningLane):
+        self.spec, self.proc, self.running = spec, proc, running
+        self.floor, self.why = memory_floor(spec)
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "FloorWatch":
+        if self.floor > 0:
+            self._thread = threading.Thread(target=self._watch, name=f"floor:{self.spec.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(FLOOR_POLL_S):
+            if self.proc.poll() is not None:
+                return
+            avail = mem_available_gib(MEMINFO)
+            if avail is not None and avail < self.floor:
+                self.reason = (f"lane {self.spec.name!r} stopped: MemAvailable fell to {avail:.1f} GiB, below the "
+                               f"memory floor of {self.floor:.1f} GiB ({self.why}); it was stopped before the box "
+                               f"ran out of memory. Free memory, or lower memory_floor_gb (0 = off)")
+                self.running.stop_reason = self.reason
+                get_logger().error("lane.memory_floor", lane=self.spec.name, available_gib=round(avail, 2),
+                                   floor_gib=self.floor)
+                stop_group(self.proc, self.spec.stop_grace_s, self.spec.name)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.spec.stop_grace_s + KILL_WAIT_S + 5)
 
 
 def check_envelope(spec: LaneSpec, headroom_gb: float, available_gb: float | None) -> None:
@@ -204,6 +303,7 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
     assert spec.start, "managed_lane needs a start command"
     baseline = mem_available_gb()
     check_envelope(spec, headroom_gb, baseline)
+    check_floor(spec)
     log_path = log_path_for(Path(out_dir), spec.name)
     if not Path(out_dir).exists() or not any(Path(out_dir).iterdir()):
         from hbench.outdir import mark
@@ -249,11 +349,14 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
             body_failed = True
             logf.flush()
             raise LaneError(f"{exc}{_tail_note(running, proc)}") from None
+        watch = FloorWatch(spec, proc, running).start()
         try:
             yield running
         except BaseException:
             body_failed = True
             raise
+        finally:
+            watch.stop()
     finally:
         survivors = _stop(spec, kind, proc, on_status)
         logf.close()

@@ -44,6 +44,9 @@ class LaneSpec:
     expected_memory_gb: float | None = None
     stop_grace_s: float = 20.0  # SIGTERM -> SIGKILL grace for a managed lane's process group
     memory_return_timeout_s: float = 120.0  # after a stop, wait this long for memory to come back
+    #: a managed lane is not started, and is stopped while it runs, when MemAvailable is
+    #: below this many GiB (None = [run].memory_floor_gb, else 8 where memory is unified, else none)
+    memory_floor_gb: float | None = None
     context_length: int | None = None
     temperature: float | None = None  # sampling overrides (None = the suite's default)
     top_p: float | None = None

@@ -538,6 +538,9 @@ class Runner:
         self.suite: Suite = load_suite(self.s.suite, reg)
         self._check_selection()
         self.lanes = select_lanes(self.opts, reg, self.config, self.plugins)
+        if self.config.run.memory_floor_gb is not None:  # [run].memory_floor_gb: lanes without their own
+            self.lanes = [s if s.memory_floor_gb is not None else
+                          attrs.evolve(s, memory_floor_gb=self.config.run.memory_floor_gb) for s in self.lanes]
         if self.opts.ready_timeout_s is not None:  # --ready-timeout: every selected lane
             if not 0 < self.opts.ready_timeout_s < float("inf"):
                 raise BadInput(f"--ready-timeout {self.opts.ready_timeout_s!r}: give the seconds to wait for "
@@ -1296,6 +1299,9 @@ def _safe_name(name: str) -> str:
 
 
 def _died(running: Any) -> str:
+    stopped = getattr(running, "stop_reason", None)  # hbench stopped it (the memory floor): say why
+    if stopped:
+        return scrub(stopped)
     tail = _safe(running.log_tail, "")
     return scrub(f"lane {running.spec.name!r} died mid-suite" + (f"; last log lines:\n{tail}" if tail else ""))
 
