@@ -330,6 +330,9 @@ class Telemetry:
     gpu_mem_used_gb_max: float | None = None  # dedicated GPU memory (discrete GPUs)
     probes: dict[str, str] = attrs.field(factory=dict)  # probe name -> "ok" | why unavailable
     series: list[dict[str, Any]] = attrs.field(factory=list)
+    #: where the memory figures came from: {"source": "gpu" | "meminfo (unified memory)" |
+    #: "meminfo (system RAM)" | "none", "why": one line} (hbench.probes.memory_source)
+    memory_source: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.define

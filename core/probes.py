@@ -176,7 +176,33 @@ def summarise(series: Iterable[dict[str, Any]], probes: dict[str, str] | None = 
                 fields[fname] = round(sums[key] / counts[key], 3)
             else:
                 fields[fname] = round(maxes[key], 3)
-    return Telemetry(n_samples=n, probes=dict(probes or {}), **fields)
+    return Telemetry(n_samples=n, probes=dict(probes or {}), memory_source=memory_source(series, probes or {}),
+                     **fields)
+
+
+def memory_source(series: Iterable[dict[str, Any]], probes: dict[str, str]) -> dict[str, str]:
+    """Which memory reading the telemetry rests on, and why (pure): the GPU's own memory
+    when a probe reported it; MemTotal - MemAvailable as unified memory when a GPU probe
+    said its memory is unified (NVML NotSupported, or a total equal to system RAM; GB10);
+    as system RAM when no GPU probe ran; else none."""
+    rows = list(series)
+    if not rows:
+        return {}  # nothing was sampled: no source to name
+    gpu = any(_finite(r.get("gpu_mem_used_gb")) is not None for r in rows)
+    unified = any(r.get("unified_memory") is True for r in rows)
+    meminfo = any(_finite(r.get("unified_used_gb")) is not None for r in rows)
+    gpu_probes = {k: v for k, v in probes.items() if k in ("nvml", "nvidia-smi")}
+    if gpu:
+        return {"source": "gpu", "why": "a GPU probe reported dedicated GPU memory"}
+    if unified and meminfo:
+        return {"source": "meminfo (unified memory)",
+                "why": "the GPU reports no memory of its own (NVML NotSupported, [N/A], or a total equal to "
+                       "system RAM): memory used is MemTotal - MemAvailable"}
+    if meminfo:
+        why = "; ".join(f"{k}: {v}" for k, v in gpu_probes.items() if v != "ok") or "no GPU probe installed"
+        return {"source": "meminfo (system RAM)", "why": f"no GPU memory reading ({why})"}
+    why = "; ".join(f"{k}: {v}" for k, v in probes.items() if v != "ok") or "no sample carried a memory reading"
+    return {"source": "none", "why": why}
 
 
 def thin(series: list[dict[str, Any]], max_len: int) -> list[dict[str, Any]]:
