@@ -125,15 +125,23 @@ def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client) -> Findi
                            "tool-call parser may fix it")
         detail = f"structured tool_calls ({names})" + (f"; {'; '.join(notes)}" if notes else "")
         return Finding("tool_calls", "warn" if notes else "ok", detail)
+    hint = _safe_hint(kind, lane, http)
     if looks_leaked(content):
         return Finding("tool_calls", "fail",
                        f"the tool call leaked into content instead of tool_calls: {scrub(content)[:160]!r}",
                        kind.tool_call_fix)
     if not content.strip():
         return Finding("tool_calls", "fail", "empty answer to a request with tools (the chat template or "
-                       "format ignores tools)", kind.tool_call_fix)
+                       "format ignores tools)", hint or kind.tool_call_fix)
     return Finding("tool_calls", "warn", f"answered in prose without calling the tool: {scrub(content)[:120]!r}",
-                   "a weak model, or a chat template without tool support: " + kind.tool_call_fix)
+                   hint or ("a weak model, or a chat template without tool support: " + kind.tool_call_fix))
+
+
+def _safe_hint(kind: LaneKind, lane: LaneSpec, http: httpx.Client) -> str | None:
+    try:
+        return kind.tool_call_hint(lane, http)
+    except Exception:  # noqa: BLE001 - a hint is a courtesy; an odd server gets the generic fix
+        return None
 
 
 def diagnose(running: RunningLane) -> list[Finding]:

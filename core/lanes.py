@@ -248,6 +248,11 @@ class LaneKind:
         """Extra provenance for the scorecard (quant, server version, ...)."""
         return {}
 
+    def tool_call_hint(self, lane: LaneSpec, http: httpx.Client) -> str | None:
+        """Why this server answered a tool request without a structured call, when the
+        server itself can tell (its chat template, say); None = no more than ``tool_call_fix``."""
+        return None
+
     def canary(self, lane: LaneSpec, http: httpx.Client) -> tuple[bool | None, str]:
         """One 1-token chat completion: does the engine generate, not just answer /health?
 

@@ -130,6 +130,25 @@ class LlamaCppKind(LaneKind):
             return False, f"loading model (/health -> 503: {_message(r)})"
         return False, f"/health -> {r.status_code}"
 
+    def tool_call_hint(self, lane: LaneSpec, http: httpx.Client) -> str | None:
+        """Read ``/props``: a chat template without tool support (``chat_template_caps``
+        says so, or the template never mentions tools) explains answers in prose."""
+        props = response_json(http.get(f"{server_root(lane.base_url or '')}/props"))
+        if not isinstance(props, dict):
+            return None
+        template = props.get("chat_template") if isinstance(props.get("chat_template"), str) else ""
+        caps = props.get("chat_template_caps") if isinstance(props.get("chat_template_caps"), dict) else {}
+        supports = caps.get("supports_tool_calls", caps.get("supports_tools"))
+        if supports is False or (supports is None and template and "tool" not in template):
+            said = ("/props chat_template_caps.supports_tool_calls is false" if supports is False
+                    else "the /props chat_template never mentions tools")
+            return (f"the chat template llama-server applies has no tool-call support ({said}; a GGUF without "
+                    "its own template gets a generic one), so the tools reach the model as plain text and it "
+                    "answers in prose: no flag or tool_choice changes that. Pass --chat-template-file with a "
+                    "template in the tool-call format this model was trained on (options.args), or serve it "
+                    "where calls are grammar-constrained (kind embedded, chatml-function-calling)")
+        return None
+
     def context_length(self, lane: LaneSpec, http: httpx.Client) -> int | None:
         import httpx
 
