@@ -257,6 +257,21 @@ def test_faulty_suite_mcp_server_is_recorded_and_leaves_no_process(tmp_path: Pat
     assert not [p for p in psutil.process_iter(["cmdline"]) if "time.sleep(600)" in " ".join(p.info["cmdline"] or [])]
 
 
+def test_attempt_timeout_during_a_hung_mcp_call_is_a_runaway_and_stops_the_server(tmp_path: Path,
+                                                                                   scripted_server) -> None:
+    suite = _mcp_suite(tmp_path, "hang", call_timeout_s=120)
+    text = (suite / "suite.toml").read_text().replace("timeout_s = 30", "timeout_s = 4")
+    (suite / "suite.toml").write_text(text)
+    srv = scripted_server({"external tool": [call("mcp__fake__read_text", path="notes.md"), answer("ok")]})
+    t0 = time.monotonic()
+    result = run(RunOptions(lane_url=srv.url, model="scripted-model", suite=str(suite), runs=1,
+                            out=str(tmp_path / "out"), report="json", progress=False, agent="builtin-mcp"))
+    (a,) = attempts_of(read_journal(result.journal)).values()
+    assert a["runaway"] == "timeout" and not a["tool_calls"][0]["ok"], (a["runaway"], a["tool_calls"])
+    assert time.monotonic() - t0 < 120  # the call was cut at the attempt's deadline, not at its 120 s
+    assert not processes_with(str(FAKE))
+
+
 def test_suite_mcp_validation_names_file_and_key(tmp_path: Path) -> None:
     from hbench.errors import SuiteError
     from hbench.suite import load_suite

@@ -38,6 +38,8 @@ from hbench.plugins.agents.builtin import BuiltinAgent, _now
 from hbench.tools import Tool, ToolError
 
 INSTALL_HINT = "pip install 'hermes-bench[mcp]'"
+#: a call still running at the attempt's deadline is cut this long after it
+DEADLINE_GRACE_S = 0.25
 #: the tool token every MCP call satisfies
 MCP_TOKEN = "mcp"
 
@@ -149,6 +151,12 @@ class BuiltinMcpAgent(BuiltinAgent):
                     if spec.tools is None or remote.name in spec.tools:
                         offered = external.offered_name(sname, remote.name)
                         tools[offered] = McpTool(offered, remote, ext, meta=None, deadline=deadline, notes=notes)
+            # the loop's own deadline starts now, after the starts; a call is cut just past it,
+            # so the loop sees the deadline passed (a timeout runaway), as in-process
+            deadline = time.monotonic() + ctx.timeout_s + DEADLINE_GRACE_S
+            for tool in tools.values():
+                if isinstance(tool, McpTool):
+                    tool.deadline = deadline
             attempt = super().run_attempt(attrs.evolve(ctx, tools=tools))
         finally:
             if conn is not None and pool is not None:
