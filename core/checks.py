@@ -21,6 +21,7 @@ import unicodedata
 from typing import Any, Iterable, Sequence
 
 from hbench.models import CheckResult
+from hbench.text import valid_text
 
 __all__ = [
     "CHECK_BUDGET_S",
@@ -174,6 +175,7 @@ def run_check(check: Any, answer: str | None, *, budget_s: float | None = None,
     budget_s = CHECK_BUDGET_S if budget_s is None else budget_s
     cap = CHECK_TEXT_CAP if cap is None else cap
     text, whole = cap_text(answer, cap)
+    text = valid_text(text)  # a check reads valid Unicode (RE2 encodes its input as UTF-8)
     note = None
     if whole is not None:
         note = f"answer is {whole:,} bytes; the check read its first {cap:,} bytes"

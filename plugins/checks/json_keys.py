@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from typing import Any, ClassVar
 
 import attrs
@@ -46,6 +48,8 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+#: where a JSON object or array can begin: '{' before a key or '}', '[' before a value or ']'
+_CANDIDATE = re.compile(r'\{\s*["}]|\[\s*[\[{"\-0-9tfn\]]')
 _PLAIN = json.JSONDecoder()
 
 
@@ -58,11 +62,19 @@ def last_json_value(text: str) -> tuple[Any, str | None]:
     dup: str | None = None
     i = 0
     n = len(text)
+    # Work bound (deterministic, linear in the answer): characters the decoder may read over
+    # all failed tries. Each failed try from every '{'/'[' rescans what follows it, so a flood
+    # of unclosed or deeply nested brackets was quadratic (a 21 KiB answer ran past 10 s).
+    budget = 16 * n + 100_000
+    deep_cost = sys.getrecursionlimit() * 8  # a RecursionError read about this much
     while i < n:
-        starts = [p for p in (text.find("{", i), text.find("[", i)) if p >= 0]
-        if not starts:
+        if budget < 0:
+            return None, ("gave up looking for JSON: the answer is a flood of unclosed or deeply "
+                          "nested brackets")
+        m = _CANDIDATE.search(text, i)  # only where a JSON object or array can begin
+        if m is None:
             break
-        start = min(starts)
+        start = m.start()
         try:
             obj, end = _DECODER.raw_decode(text, start)
         except DuplicateKey as exc:
@@ -73,7 +85,13 @@ def last_json_value(text: str) -> tuple[Any, str | None]:
                 continue
             found, dup, i = None, str(exc), end
             continue
-        except (json.JSONDecodeError, RecursionError):
+        except json.JSONDecodeError as exc:
+            # what was read, plus the error's own line count over text[:pos] (json does that)
+            budget -= (exc.pos - start) + exc.pos // 32 + 1
+            i = start + 1
+            continue
+        except RecursionError:
+            budget -= deep_cost
             i = start + 1
             continue
         i = end

@@ -15,6 +15,7 @@ import operator
 from typing import Any, Callable, ClassVar
 
 from hbench.sandbox import Sandbox
+from hbench.text import has_surrogate
 from hbench.tools import Tool, ToolError
 
 MAX_EXPRESSION = 500
@@ -75,10 +76,12 @@ def evaluate(expression: str) -> int | float:
         raise ToolError("calculate needs an 'expression' string, e.g. {\"expression\": \"(3 + 4) * 2\"}")
     if len(expression) > MAX_EXPRESSION:
         raise ToolError(f"expression is longer than {MAX_EXPRESSION} characters; refused")
+    if has_surrogate(expression):
+        raise ToolError("expression holds a lone surrogate (text that is not valid Unicode); refused")
     text = expression.strip().replace("×", "*").replace("÷", "/").replace("^", "**")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL; the rest: nesting
         raise ToolError(f"not an arithmetic expression: {expression!r}") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ToolError(f"expression has more than {MAX_NODES} parts; split it up")

@@ -40,6 +40,17 @@ def fuzz(n: int, scale: int, strategy: Any, body: Callable[[Any], None]) -> None
 
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+#: text a server may send as valid JSON but not valid Unicode: lone surrogates (``"\\ud800"``)
+surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=4)
+hostile_text = st.one_of(
+    text,
+    st.lists(st.one_of(text, surrogates), min_size=1, max_size=6).map("".join),
+    st.tuples(st.sampled_from(["<think>", "</think>", "<THINK>", "<think>x</think>"]),
+              st.integers(1, 20_000), text).map(lambda t: t[0] * t[1] + t[2]),  # <think> floods
+    st.tuples(st.sampled_from(['{"a":', "[", '{"a":[', "{{", '"', "\\"]), st.integers(100, 30_000))
+    .map(lambda t: t[0] * t[1]),  # deep nesting, unclosed
+    st.integers(100, 20_000).map(lambda n: "[" * n + "]" * n),  # deep nesting, closed
+)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True), text)
 json_values = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4),
                                                         st.dictionaries(text, c, max_size=4)), max_leaves=12)
@@ -60,7 +71,12 @@ CHECKS = st.one_of(
 prompt_rows = st.dictionaries(st.sampled_from(PROMPT_KEYS),
                               st.one_of(json_values, CHECKS, st.just("{{x}}"), st.just("{{missing}}")), max_size=10)
 prompt_lines = st.lists(st.one_of(prompt_rows.map(json.dumps), text, st.just("{"), st.just(""),
-                                  st.binary(max_size=30).map(lambda b: b.decode("latin-1"))), max_size=5)
+                                  st.binary(max_size=30).map(lambda b: b.decode("latin-1")),
+                                  st.tuples(st.sampled_from(["prompt", "id", "note"]), hostile_text)
+                                  .map(lambda kv: json.dumps({"id": "a", "prompt": "p", kv[0]: kv[1]})),
+                                  st.integers(50, 20_000).map(lambda n: '{"id": "a", "prompt": "p", "check": '
+                                                              + '{"kind": ' * n + '"x"' + "}" * n + "}")),
+                        max_size=5)
 
 
 def _load(suite_dir: Path) -> None:
@@ -90,7 +106,8 @@ def test_fuzz_prompts_jsonl(tmp_path: Path, scale: int) -> None:
 def test_fuzz_ground_truth_json(tmp_path: Path, scale: int) -> None:
     root = write_suite(tmp_path / "s", [{"id": "a", "prompt": "p {{x}}"}])
     gt = st.one_of(json_values.map(json.dumps), st.dictionaries(text, json_values, max_size=5).map(json.dumps),
-                   text, st.binary(max_size=40))
+                   text, st.binary(max_size=40), hostile_text.map(lambda t: json.dumps({"x": t})),
+                   st.integers(50, 20_000).map(lambda n: '{"x": ' + "[" * n + "]" * n + "}"))
 
     def body(data: Any) -> None:
         f = root / "ground_truth.json"
@@ -120,6 +137,15 @@ toml_docs = st.one_of(
     .map(lambda kv: "\n".join(f"{k} = {_toml_value(v)}" for k, v in kv)),
     text,
     st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+    # deep nesting, <think> floods and lone surrogates (escaped, or raw: not UTF-8 on disk)
+    st.integers(50, 5000).map(lambda n: "x = " + "[" * n + "]" * n),
+    st.integers(50, 3000).map(lambda n: "x = " + "{a = " * n + "1" + "}" * n),
+    st.integers(50, 3000).map(lambda n: "".join(f"[{'a.' * i}b]\n" for i in (n,))),
+    st.tuples(st.sampled_from(["system_prompt", "description", "name", "lanes.x.model", "run.suite",
+                               "lanes.x.base_url"]), hostile_text)
+    .map(lambda kv: f"{kv[0]} = {json.dumps(kv[1])}"),
+    st.tuples(st.sampled_from(["system_prompt", "lanes.x.model"]), surrogates)
+    .map(lambda kv: f'{kv[0]} = "{kv[1]}"'),
 )
 
 
@@ -128,7 +154,7 @@ def test_fuzz_suite_toml(tmp_path: Path, scale: int) -> None:
     root = write_suite(tmp_path / "s", [{"id": "a", "prompt": "p"}])
 
     def body(doc: str) -> None:
-        (root / "suite.toml").write_text(doc, encoding="utf-8")
+        (root / "suite.toml").write_text(doc, encoding="utf-8", errors="surrogatepass")
         _load(root)
 
     fuzz(300, scale, toml_docs, body)
@@ -142,7 +168,7 @@ def test_fuzz_hbench_toml(tmp_path: Path, scale: int) -> None:
     cfg = tmp_path / "hbench.toml"
 
     def body(doc: str) -> None:
-        cfg.write_text(doc, encoding="utf-8")
+        cfg.write_text(doc, encoding="utf-8", errors="surrogatepass")
         try:
             load_config(str(cfg), lane_kinds=["openai", "llamacpp"])
         except ConfigError as exc:
@@ -156,6 +182,7 @@ def test_fuzz_hbench_toml(tmp_path: Path, scale: int) -> None:
 SECRET_OUTSIDE = "OUTSIDE-THE-SANDBOX-7d1e"
 paths = st.one_of(
     text,
+    surrogates, st.tuples(text, surrogates, text).map("".join),
     st.sampled_from(["../outside.txt", "/etc/passwd", "~/.ssh/id_rsa", "a/../../outside.txt", "link_out",
                      "link_out/x", "\x00", "notes.md\x00.txt", "/proc/self/environ", "..", ".", "",
                      "C:\\Windows", "a" * 5000, "sub/" * 60, "notes.md", "**/*", "\\\\server\\share"]),
@@ -173,7 +200,18 @@ expressions = st.one_of(
                  lambda c: st.tuples(c, st.sampled_from(["+", "-", "*", "/", "**", "%", "//"]), c)
                  .map(lambda t: f"({t[0]}{t[1]}{t[2]})"), max_leaves=8),
 )
+def _deep(n: int) -> Any:
+    v: Any = "x"
+    for _ in range(n):
+        v = [v]
+    return v
+
+
 tool_args = st.one_of(
+    st.fixed_dictionaries({"tool": st.sampled_from(["read_file", "list_dir", "glob", "grep", "calculate"]),
+                           "args": st.fixed_dictionaries({"path": st.integers(50, 3000).map(_deep),
+                                                          "pattern": st.one_of(surrogates, hostile_text),
+                                                          "expression": st.one_of(surrogates, hostile_text)})}),
     st.fixed_dictionaries({"tool": st.just("read_file"), "args": st.fixed_dictionaries({"path": paths})}),
     st.fixed_dictionaries({"tool": st.just("list_dir"), "args": st.fixed_dictionaries({"path": paths})}),
     st.fixed_dictionaries({"tool": st.just("glob"), "args": st.fixed_dictionaries({"pattern": paths})}),
@@ -224,6 +262,50 @@ def test_fuzz_tool_arguments(workspace: Path, scale: int) -> None:
     assert sorted(p.name for p in workspace.iterdir()) == ["link_out", "notes.md", "sub"]  # nothing written
 
 
+# --------------------------------------------------------------------------- answers through every check
+
+ANSWER_CHECKS = [
+    {"kind": "substring", "any": ["ok"], "none": ["bad"]},
+    {"kind": "regex", "any": ["o+k", "(a|b)*c$"]},
+    {"kind": "number", "value": 42, "tolerance": 0.5},
+    {"kind": "json_keys", "keys": ["a", "b"]},
+    {"kind": "honesty", "forbid": ["42"]},
+]
+answers = st.one_of(hostile_text, st.lists(hostile_text, min_size=2, max_size=4).map("\n".join),
+                    st.tuples(hostile_text, st.sampled_from(['{"a": 1, "b": 2}', "42", "I don't know"]))
+                    .map("".join))
+
+
+@pytest.mark.parametrize("scale", TIERS)
+def test_fuzz_answers_through_every_check(tmp_path: Path, scale: int) -> None:
+    """Every built-in check kind (loaded from a suite, as a run does) against hostile
+    answers: lone surrogates, <think> floods, deep nesting. Each ends as a verdict within
+    its budget (no exception, no 'did not finish'), and agreement is bounded too."""
+    from hbench.checks import CHECK_BUDGET_S, run_check
+    from hbench.scoring import agreement
+    from hbench.suite import load_suite
+
+    root = write_suite(tmp_path / "s", [{"id": f"c{i}", "prompt": "p", "check": c}
+                                        for i, c in enumerate(ANSWER_CHECKS)])
+    checks = [p.check for p in load_suite(str(root)).prompts]
+    slowest = [0.0, ""]
+
+    def body(answer: str) -> None:
+        for check in checks:
+            result, took, _ = run_check(check, answer)
+            assert "did not finish" not in result.why and f"check {check.name} failed" not in result.why, result.why
+            assert isinstance(result.passed, bool) and isinstance(result.why, str)
+            result.why.encode("utf-8", "surrogatepass")
+            if took > slowest[0]:
+                slowest[0], slowest[1] = took, f"{check.name} on {answer[:40]!r}... ({len(answer)} chars)"
+        t0 = time.monotonic()
+        agreement([answer, answer + "x", answer])
+        assert time.monotonic() - t0 < CHECK_BUDGET_S
+
+    fuzz(150, scale, answers, body)
+    assert slowest[0] < CHECK_BUDGET_S / 2, f"slowest check {slowest[0]:.2f} s: {slowest[1]}"
+
+
 # --------------------------------------------------------------------------- response bodies
 
 VALID = {"id": "c", "object": "chat.completion", "model": "m",
@@ -260,6 +342,9 @@ def _sse(chunks: list[Any], done: bool) -> bytes:
 bodies = st.one_of(
     st.tuples(st.just("application/json"), st.builds(_mutate, st.just(VALID), st.sampled_from(MUTATION_POINTS),
                                                      json_values).map(lambda o: json.dumps(o).encode())),
+    st.tuples(st.just("application/json"), st.builds(_mutate, st.just(VALID), st.sampled_from(MUTATION_POINTS),
+                                                     st.one_of(surrogates, hostile_text))
+              .map(lambda o: json.dumps(o).encode())),  # lone surrogates (escaped), floods, nesting
     st.tuples(st.sampled_from(["application/json", "text/html", "text/plain", ""]), st.binary(max_size=200)),
     st.tuples(st.just("application/json"), st.integers(1, 400).map(lambda n: json.dumps(VALID).encode()[:n])),
     st.tuples(st.just("application/json"), json_values.map(lambda v: json.dumps(v).encode())),
@@ -281,8 +366,13 @@ def _client_outcome(client: Any) -> None:
         for c in r.tool_calls:
             assert c.arguments is None or isinstance(c.arguments, dict)
             assert (c.arguments is None) == (c.format_error is not None) or c.format_error is None
+        # text at the boundary: everything the reply carries is valid UTF-8 (no lone surrogate)
+        json.dumps([r.content, r.reasoning, r.model, r.warnings, r.raw_finish_reason,
+                    [[c.id, c.name, c.arguments, c.raw_arguments, c.format_error] for c in r.tool_calls]],
+                   ensure_ascii=False).encode("utf-8")
     except ClientError as exc:
         assert str(exc).strip() and "Traceback" not in str(exc)
+        str(exc).encode("utf-8")
 
 
 @pytest.mark.parametrize("scale", TIERS)
