@@ -147,3 +147,33 @@ def test_managed_lanes_of_one_node_never_overlap_two_nodes_do(tmp_path: Path) ->
         ia_end, ib_begin = order.index(a, order.index(a) + 1), order.index(b)
         assert ia_end < ib_begin, order  # a's lane_finished before b's lane record
     assert order.index("m3") < order.index("m1", order.index("m1") + 1), order  # n2 began before n1's first ended
+
+
+@pytest.mark.parametrize("node, ok", [("spark2", True), ("gpu-box.lab_1", True), ("", False), ("two words", False),
+                                      ("-lead", False), ("x" * 64, False)])
+def test_a_lanes_node_is_validated_naming_the_key(tmp_path: Path, node: str, ok: bool) -> None:
+    from hbench.config import load_config
+    from hbench.errors import ConfigError
+
+    toml = tmp_path / "hbench.toml"
+    toml.write_text(f'[lanes.a]\nbase_url = "http://127.0.0.1:8000/v1"\nnode = "{node}"\n')
+    if ok:
+        assert load_config(toml).lanes["a"].node == node
+    else:
+        with pytest.raises(ConfigError, match=r"lanes\.a\.node: .* is not a node name"):
+            load_config(toml)
+
+
+def test_parallel_lanes_below_one_is_bad_input(tmp_path: Path) -> None:
+    from hbench.errors import BadInput
+
+    with pytest.raises(BadInput, match="--parallel-lanes 0"):
+        run(RunOptions(lane_url="http://127.0.0.1:9/v1", model="m", parallel_lanes=0, out=str(tmp_path / "o")))
+
+
+def test_node_is_not_part_of_the_fingerprint() -> None:
+    from hbench.journal import lane_fingerprint
+    from hbench.models import LaneSpec
+
+    a, b = LaneSpec(name="x", base_url="http://h:1/v1"), LaneSpec(name="x", base_url="http://h:1/v1", node="spark2")
+    assert lane_fingerprint(a, {}) == lane_fingerprint(b, {})
