@@ -1,4 +1,4 @@
-"""12. Parallel lanes: ``--parallel-lanes 3`` on three unmanaged lanes against each lane alone.
+"""10. Parallel lanes: ``--parallel-lanes 3`` on three unmanaged lanes against each lane alone.
 
 Three scripted servers (each its own process), every request answered after a flat 0.5 s.
 The bundled suite's 8 core prompts, ``--runs 2``, ``--concurrency 4``, builtin agent. Each
