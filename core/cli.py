@@ -292,8 +292,13 @@ def throughput_cmd(
     out: str = typer.Option("results", "--out", help="Where a managed lane's log goes (OUT/logs/)."),
     wait: float = typer.Option(10.0, "--wait", help="Seconds an unmanaged lane gets to answer ready."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    depth: Optional[str] = typer.Option(None, "--depth", help="Context-depth sweep, prompt tokens: e.g. "
+                                        "0,4096,16384 (TTFT, prefill and decode tok/s at each)."),
+    concurrency_sweep: Optional[str] = typer.Option(None, "--concurrency-sweep", help="Streams at once: e.g. "
+                                                    "1,2,4,8 (per-stream and aggregate decode tok/s)."),
 ) -> None:
-    """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests)."""
+    """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests);
+    with --depth / --concurrency-sweep, the sweeps too (every request cache-busted)."""
     from pathlib import Path
 
     import attrs
@@ -302,11 +307,29 @@ def throughput_cmd(
     from hbench.logging import scrub
     from hbench.throughput import measure
 
+    def _ints(text: Optional[str], flag: str) -> list[int] | None:
+        if text is None:
+            return None
+        try:
+            vals = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            vals = []
+        if not vals or any(v < 0 for v in vals) or (flag == "--concurrency-sweep" and 0 in vals):
+            _err(f"{flag} {text!r}: expected whole numbers separated by commas, like "
+                 + ("0,4096,16384" if flag == "--depth" else "1,2,4,8"))
+            raise typer.Exit(2)
+        return vals
+
+    depths, levels = _ints(depth, "--depth"), _ints(concurrency_sweep, "--concurrency-sweep")
     spec, kind_obj = _pick_lane(lane, lane_url, model, kind, api_key_env)
     spec = for_a_quick_look(spec, kind_obj, wait)
     with open_lane(spec, kind_obj, out_dir=Path(out), headroom_gb=load_config().run.memory_headroom_gb,
                    on_status=_status_printer()) as running:
         result = measure(running, max_tokens=max_tokens, runs=runs)
+        if result.error is None and (depths or levels):
+            from hbench.sweep import sweep
+
+            result.sweeps = sweep(running, depths, levels)
     if as_json:
         typer.echo(scrub(json.dumps({"lane": spec.name, **attrs.asdict(result)}, indent=2)))
     elif result.error is None:
@@ -316,6 +339,15 @@ def throughput_cmd(
         for s in result.samples:
             typer.echo(f"  run {s['run']}: {s['tok_s']} tok/s, {s['tokens']} tokens ({s['token_source']}), "
                        f"TTFT {s['ttft_ms']} ms")
+        for p in (result.sweeps.get("depth") or {}).get("points", []):
+            typer.echo(f"  depth {p['depth']}: prompt {p['prompt_tokens']} tokens, TTFT {p['ttft_ms']} ms, prefill "
+                       f"{p['prefill_tok_s']} tok/s, decode {p['decode_tok_s']} tok/s, ITL p50/p95 "
+                       f"{p['itl_p50_ms']}/{p['itl_p95_ms']} ms")
+        if (result.sweeps.get("depth") or {}).get("prefill_tok_s_fit"):
+            typer.echo(f"  prefill (fitted over depths): {result.sweeps['depth']['prefill_tok_s_fit']} tok/s")
+        for p in (result.sweeps.get("concurrency") or {}).get("points", []):
+            typer.echo(f"  {p['concurrency']} at once: {p['per_stream_tok_s']} tok/s per stream, "
+                       f"{p['aggregate_tok_s']} tok/s aggregate")
     if result.error is not None:
         _err(f"error: {result.error}")
         raise typer.Exit(1)

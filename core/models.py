@@ -315,6 +315,8 @@ class Throughput:
     server_tok_s: float | None = None
     disagreement: bool = False  # client vs server differ by >10%
     error: str | None = None
+    #: throughput v2 (hbench.sweep): {"depth": {...}, "concurrency": {...}, "prefix_cache_hit_rate": x}
+    sweeps: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define

@@ -402,6 +402,7 @@ class RecordedRequest:
     disconnected: bool = False  # the client hung up before the response ended
     chunks_sent: int = 0
     client_port: int | None = None  # the client's TCP port (same port = a kept-alive connection)
+    cached_tokens: int | None = None  # prompt tokens the prefix cache covered (prefill_tok_s set)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -656,9 +657,13 @@ class _Handler(BaseHTTPRequestHandler):
         if latency:
             self._sleep(latency)
         t_prefill = time.monotonic() - t0
+        prompt_tokens = _count_tokens(body)
+        if owner.prefill_tok_s:  # a prefill at a known rate; tokens a cached prefix covers are free
+            cached = owner._prefix_cached(body, prompt_tokens)
+            rec.cached_tokens = cached
+            self._sleep((prompt_tokens - cached) / owner.prefill_tok_s)
 
         reply = _Reply.build(turn, kinds, body, rec)
-        prompt_tokens = _count_tokens(body)
         if rec.stream:
             self._stream(rec, reply, kinds, model, tok_lat, prompt_tokens, t_prefill)
         else:
@@ -814,8 +819,11 @@ class _Handler(BaseHTTPRequestHandler):
             extra["timings"] = self._timings(prompt_tokens, t_prefill, reply.n_tokens, time.monotonic() - t1)
         send(chunk({}, reply.finish_reason, **extra))
         if include_usage and "no_usage" not in kinds:
-            send(chunk(None, usage={"prompt_tokens": prompt_tokens, "completion_tokens": reply.n_tokens,
-                                    "total_tokens": prompt_tokens + reply.n_tokens}))
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": reply.n_tokens,
+                     "total_tokens": prompt_tokens + reply.n_tokens}
+            if rec.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": rec.cached_tokens}
+            send(chunk(None, usage=usage))
         if "no_done" in kinds:
             if kinds["no_done"].stall_s:
                 self._sleep(kinds["no_done"].stall_s)
@@ -952,6 +960,11 @@ class ScriptedServer:
         #: or "script" (an ordinary request); canary_fault = (status, message) fails it
         self.canary_mode = "answer"
         self.canary_fault: tuple[int, str] | None = None
+        #: prompt tokens per second before the first token (0 = no prefill delay); with
+        #: prefix_cache, a prompt sharing a prefix with an earlier one skips that prefix
+        self.prefill_tok_s = 0.0
+        self.prefix_cache = True
+        self._seen_prompts: list[list[str]] = []
         self.canaries = 0
         self.host, self.port = host, port
         self.verbose = verbose
@@ -1020,6 +1033,23 @@ class ScriptedServer:
             self._fault_hits: dict[tuple[str, int, int, int], int] = {}
 
     def _match(self, prompt: str) -> Script:
+    def _prefix_cached(self, body: dict[str, Any], prompt_tokens: int) -> int:
+        """Prompt tokens a previous request's prompt already covers (its common prefix)."""
+        words = [w for m in body.get("messages") or [] if isinstance(m, dict)
+                 for w in split_tokens(_text_of(m.get("content")))]
+        with self._lock:
+            best = 0
+            if self.prefix_cache:
+                for seen in self._seen_prompts:
+                    n = 0
+                    for a, b in zip(seen, words):
+                        if a != b:
+                            break
+                        n += 1
+                    best = max(best, n)
+            self._seen_prompts.append(words)
+        return min(best, prompt_tokens)
+
         for s in self._scripts:
             if s.match and s.match in prompt:
                 return s
