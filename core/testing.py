@@ -1032,7 +1032,6 @@ class ScriptedServer:
             self._latest: dict[str, int] = {}
             self._fault_hits: dict[tuple[str, int, int, int], int] = {}
 
-    def _match(self, prompt: str) -> Script:
     def _prefix_cached(self, body: dict[str, Any], prompt_tokens: int) -> int:
         """Prompt tokens a previous request's prompt already covers (its common prefix)."""
         words = [w for m in body.get("messages") or [] if isinstance(m, dict)
@@ -1050,6 +1049,7 @@ class ScriptedServer:
             self._seen_prompts.append(words)
         return min(best, prompt_tokens)
 
+    def _match(self, prompt: str) -> Script:
         for s in self._scripts:
             if s.match and s.match in prompt:
                 return s
