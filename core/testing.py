@@ -109,6 +109,7 @@ another model id gets 404 "model 'x' not found", as vLLM and OpenAI answer). ``m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -401,8 +402,8 @@ class RecordedRequest:
     stream: bool = False
     disconnected: bool = False  # the client hung up before the response ended
     chunks_sent: int = 0
-    client_port: int | None = None  # the client's TCP port (same port = a kept-alive connection)
     cached_tokens: int | None = None  # prompt tokens the prefix cache covered (prefill_tok_s set)
+    client_port: int | None = None  # the client's TCP port (same port = a kept-alive connection)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -656,12 +657,12 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.monotonic()
         if latency:
             self._sleep(latency)
-        t_prefill = time.monotonic() - t0
         prompt_tokens = _count_tokens(body)
         if owner.prefill_tok_s:  # a prefill at a known rate; tokens a cached prefix covers are free
             cached = owner._prefix_cached(body, prompt_tokens)
             rec.cached_tokens = cached
             self._sleep((prompt_tokens - cached) / owner.prefill_tok_s)
+        t_prefill = time.monotonic() - t0
 
         reply = _Reply.build(turn, kinds, body, rec)
         if rec.stream:
@@ -959,12 +960,12 @@ class ScriptedServer:
         #: hbench's generation canary: "answer" it aside (not recorded, no script consumed),
         #: or "script" (an ordinary request); canary_fault = (status, message) fails it
         self.canary_mode = "answer"
-        self.canary_fault: tuple[int, str] | None = None
         #: prompt tokens per second before the first token (0 = no prefill delay); with
         #: prefix_cache, a prompt sharing a prefix with an earlier one skips that prefix
         self.prefill_tok_s = 0.0
         self.prefix_cache = True
         self._seen_prompts: list[list[str]] = []
+        self.canary_fault: tuple[int, str] | None = None
         self.canaries = 0
         self.host, self.port = host, port
         self.verbose = verbose
@@ -1168,25 +1169,71 @@ if pytest is not None:
     @pytest.fixture
     def hbench_plugin() -> Iterator[Callable[..., str]]:
         """``hbench_plugin(obj, name=None)`` registers a plugin object with the process-wide
-        plugin manager for this test only; it is unregistered when the test ends."""
-        from hbench.plugin_manager import get_plugins
+        plugin manager for this test only; it is unregistered when the test ends.
 
-        names: list[str] = []
-
-        def register(plugin: Any, name: str | None = None) -> str:
-            registered = get_plugins().register(plugin, name=name)
-            names.append(registered)
-            return registered
-
-        try:
+        It works whether or not the plugin under test is also installed: an installed copy
+        (the same object, the same name, or a plugin from the same module, loaded through
+        its entry point) is set aside for the test, so its lanes or reporters are not
+        registered twice, and put back afterwards."""
+        with plugins_for_test() as register:
             yield register
-        finally:
-            pm = get_plugins()
-            for n in reversed(names):
-                try:
-                    pm.unregister(n)
-                except Exception:  # noqa: BLE001 - already gone (the test unregistered it)
-                    pass
+
+
+@contextlib.contextmanager
+def plugins_for_test() -> Iterator[Callable[..., str]]:
+    """What the ``hbench_plugin`` fixture does, as a context manager."""
+    from hbench.plugin_manager import get_plugins
+
+    names: list[str] = []
+    set_aside: list[tuple[str, Any, Any]] = []
+
+    def register(plugin: Any, name: str | None = None) -> str:
+        pl = get_plugins()
+        for other_name, other in _installed_copies(pl, plugin, name):
+            set_aside.append((other_name, other, pl.infos.get(other_name)))
+            pl.unregister(other_name)
+        registered = pl.register(plugin, name=name)
+        names.append(registered)
+        return registered
+
+    try:
+        yield register
+    finally:
+        pm = get_plugins()
+        for n in reversed(names):
+            try:
+                pm.unregister(n)
+            except Exception:  # noqa: BLE001 - already gone (the test unregistered it)
+                pass
+        for other_name, other, info in reversed(set_aside):
+            if not pm.pm.is_registered(other) and pm.pm.get_plugin(other_name) is None:
+                pm.register(other, name=other_name)
+                if info is not None:
+                    pm.infos[other_name] = info
+
+
+def _module_of(plugin: Any) -> str | None:
+    """The module a plugin object comes from (a module is its own)."""
+    import types
+
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__
+    return getattr(plugin, "__module__", None) or getattr(type(plugin), "__module__", None)
+
+
+def _installed_copies(pl: Any, plugin: Any, name: str | None) -> list[tuple[str, Any]]:
+    """Plugins loaded through an entry point (an installed distribution) that are
+    ``plugin`` under another guise."""
+    module = _module_of(plugin)
+    found = []
+    for other_name, other in pl.pm.list_name_plugin():
+        info = pl.infos.get(other_name)
+        if info is None or info.builtin or info.dist is None:
+            continue
+        if other is plugin or (name is not None and other_name == name) or (
+                module not in (None, "__main__") and _module_of(other) == module):
+            found.append((other_name, other))
+    return found
 
 
 # --------------------------------------------------------------------------- plugin packages

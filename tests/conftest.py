@@ -14,6 +14,11 @@ os.environ.setdefault("HBENCH_VALIDATE_SCORECARDS", "1")
 # does, against its own SQLite file or PostgreSQL database); subprocesses inherit both.
 os.environ["HBENCH_HISTORY"] = "0"
 os.environ["HBENCH_DB"] = os.path.join(__import__("tempfile").mkdtemp(prefix="hbench-test-db-"), "history.sqlite")
+# Hermetic: only built-in plugins load, in-process and in every subprocess, whatever else
+# is installed in this environment (an installed example plugin adds lanes, reporters ...).
+# A test that exercises entry-point loading opts in by setting or removing the variable in
+# its subprocess's environment (tests/test_plugins.py, tests/test_hook_contract.py).
+os.environ["HBENCH_LOAD_PLUGINS"] = ""
 
 from hbench.plugin_manager import reset_plugins
 

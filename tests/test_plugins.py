@@ -23,9 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def hbench_cmd(python: str | Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``hbench ARGS`` in a subprocess; ``env`` adds to this environment (a value of None
+    removes that variable: ``HBENCH_LOAD_PLUGINS=None`` opts in to entry-point plugins)."""
+    full = {**os.environ, **(env or {})}
     return subprocess.run(
         [str(python), "-c", "from hbench.cli import main; main()", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+        capture_output=True, text=True, env={k: v for k, v in full.items() if v is not None}, timeout=120,
     )
 
 
@@ -163,8 +166,9 @@ def test_broadcast_failure_is_logged_not_fatal():
 
 @pytest.fixture
 def plugin_path(tmp_path):
-    """A directory on PYTHONPATH holding installed dists; returns (dir, env)."""
-    env = {"PYTHONPATH": str(tmp_path)}
+    """A directory on PYTHONPATH holding installed dists; returns (dir, env). The env opts
+    in to entry-point plugins (conftest.py turns them off for every other test)."""
+    env = {"PYTHONPATH": str(tmp_path), "HBENCH_LOAD_PLUGINS": None}
     return tmp_path, env
 
 
@@ -252,17 +256,30 @@ def fresh_venv(tmp_path_factory) -> Path:
     return borrowing_venv(tmp_path_factory.mktemp("venv") / "venv")
 
 
+def _installed_here(dist: str) -> bool:
+    """Whether ``dist`` is installed in this environment (the fresh venv borrows it)."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def test_example_lane_plugin_installs_and_shows(fresh_venv):
-    r = hbench_cmd(fresh_venv, "lanes")
+    env = {"HBENCH_LOAD_PLUGINS": "gptoss"}  # opt in to this one entry-point plugin
+    r = hbench_cmd(fresh_venv, "lanes", env=env)
     assert r.returncode == 0, r.stderr
-    assert "gpt-oss-20b-llamacpp" not in r.stdout
+    if not _installed_here("hermes-bench-lane-gptoss"):  # else the fresh venv sees this one's copy
+        assert "gpt-oss-20b-llamacpp" not in r.stdout
     pip_install(fresh_venv, ROOT / "examples" / "hermes-bench-lane-gptoss")
-    r = hbench_cmd(fresh_venv, "lanes", "--json")
+    r = hbench_cmd(fresh_venv, "lanes", "--json", env=env)
     assert r.returncode == 0, r.stderr
     lane = next(x for x in json.loads(r.stdout) if x["name"] == "gpt-oss-20b-llamacpp")
     assert lane["kind"] == "llamacpp" and lane["managed"] is True
     assert lane["source"] == "plugin gptoss"
-    r = hbench_cmd(fresh_venv, "plugins", "--json")
+    r = hbench_cmd(fresh_venv, "plugins", "--json", env=env)
     gptoss = next(p for p in json.loads(r.stdout) if p["name"] == "gptoss")
     assert gptoss["dist"] == "hermes-bench-lane-gptoss" and gptoss["version"] == "0.1.0"
     assert gptoss["hooks"] == ["hbench_register_lanes"] and gptoss["status"] == "ok"
@@ -270,7 +287,8 @@ def test_example_lane_plugin_installs_and_shows(fresh_venv):
 
 def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
     pip_install(fresh_venv, ROOT / "examples" / "hermes-bench-reporter-csv")
-    r = hbench_cmd(fresh_venv, "reporters", "--json")
+    env = {"HBENCH_LOAD_PLUGINS": "csv"}  # opt in to this one entry-point plugin
+    r = hbench_cmd(fresh_venv, "reporters", "--json", env=env)
     assert r.returncode == 0, r.stderr
     csv_rep = next(x for x in json.loads(r.stdout) if x["name"] == "csv")
     assert csv_rep["plugin"] == "csv"
@@ -287,7 +305,8 @@ def test_example_reporter_plugin_installs_and_writes_csv(fresh_venv, tmp_path):
         paths = get_registries().reporters.get("csv").write([sc], Path({str(tmp_path)!r}), {{}})
         print(paths[0].read_text())
     """)
-    r = subprocess.run([str(fresh_venv), "-c", script], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(fresh_venv), "-c", script], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **env})
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("lane,kind,model,agent,rankable,core_pass,core_n,pass_rate")
@@ -327,3 +346,41 @@ def test_cli_listing_and_help_import_nothing_heavy(argv: list[str], tmp_path: Pa
     assert line, r.stderr[-2000:]
     assert line[-1] == "HEAVY [] 0", f"hbench {' '.join(argv)}: {line[-1]}; stdout: {r.stdout[:300]}"
     assert "Usage" in r.stdout or "builtin" in r.stdout or "hbench.plugins" in r.stdout
+
+
+# --------------------------------------------------------------------------- hermetic tests
+
+
+def test_tests_load_only_builtin_plugins():
+    """conftest.py keeps installed entry-point plugins out of every test (and its
+    subprocesses) unless the test opts in."""
+    assert os.environ.get("HBENCH_LOAD_PLUGINS") == ""
+    assert all(i.builtin or i.status == "disabled" for i in get_plugins().plugin_list())
+
+
+def test_plugin_fixture_works_when_the_plugin_is_also_installed(tmp_path, monkeypatch):
+    from hbench.plugin_manager import reset_plugins
+    from hbench.testing import plugins_for_test
+
+    make_dist(tmp_path, "hbench-twin", "hbench_twin", """
+        from hbench import hookimpl
+        from hbench.models import LaneSpec
+
+        @hookimpl
+        def hbench_register_lanes(register):
+            register(LaneSpec(name="twin-lane", kind="openai", base_url="http://127.0.0.1:1/v1"))
+    """)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HBENCH_LOAD_PLUGINS", "hbench_twin")  # installed, and loaded
+    reset_plugins()
+    import hbench_twin
+
+    pl = get_plugins()
+    assert pl.infos["hbench_twin"].dist == "hbench-twin"
+    assert pl.registries.lanes.plugin_of("twin-lane") == "hbench_twin"
+    with plugins_for_test() as register:  # the test registers the very module it ships
+        register(hbench_twin, name="under-test")
+        assert pl.registries.lanes.plugin_of("twin-lane") == "under-test"  # once, not a duplicate
+        assert all(i.status in ("ok", "disabled") for i in pl.plugin_list())
+    assert pl.registries.lanes.plugin_of("twin-lane") == "hbench_twin"  # the installed copy is back
+    assert pl.infos["hbench_twin"].dist == "hbench-twin"
