@@ -503,6 +503,8 @@ def run_cmd(
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Env var holding the --lane-url API key."),
     discover: bool = typer.Option(False, "--discover", help="With no lane configured: run the model servers "
                                   "found on this box's usual ports (see `hbench discover`)."),
+    slo_s: Optional[float] = typer.Option(None, "--slo-s", help="Goodput: the share of attempts solved within "
+                                          "this many seconds (default: the attempt timeout)."),
     agent: Optional[str] = typer.Option(None, "--agent", help="Agent driver (default builtin; see `hbench agents`)."),
     report: Optional[str] = typer.Option(None, "--report", help="Reporters, e.g. json,md (default: all)."),
     sample_hz: Optional[float] = typer.Option(None, "--sample-hz", help="Telemetry samples per second (default 2)."),
@@ -528,6 +530,9 @@ def run_cmd(
     shard: Optional[str] = typer.Option(
         None, "--shard", help="I/N: run only slice I (0-based) of N of every lane's attempts, then join the "
         "shards' folders with `hbench merge` (docs/SCALE.md)."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="auto or a Ray ADDRESS: each lane a Ray task on the node labelled "
+        "hbench-node=<its node> (pip install 'hermes-bench[ray]'; docs/SCALE.md)."),
 ) -> None:
     """Run the suite against lanes, N times per prompt; journal and score every attempt.
 
@@ -547,7 +552,7 @@ def run_cmd(
              "--api-key-env": api_key_env, "--agent": agent, "--report": report, "--sample-hz": sample_hz,
              "--ready-timeout": ready_timeout, "--tags": tags, "--categories": categories, "--prefer": prefer,
              "--max-consecutive-errors": max_consecutive_errors, "--fail-under": fail_under,
-             "--parallel-lanes": parallel_lanes, "--shard": shard}
+             "--parallel-lanes": parallel_lanes, "--shard": shard, "--ray": ray}
     argv = (["--config", _state["config"]] if _state["config"] else []) + ["run"]
     for flag, value in given.items():
         if value is not None:
@@ -557,13 +562,18 @@ def run_cmd(
             argv.append(on if value else off)
     if discover:
         argv.append("--discover")
+    if slo_s is not None:
+        if not slo_s > 0:
+            _err(f"--slo-s {slo_s}: give the seconds within which a solved attempt counts as goodput (more than 0)")
+            raise typer.Exit(2)
+        argv += ["--slo-s", str(slo_s)]
     opts = RunOptions(
         suite=suite, lanes=lanes, lane_url=lane_url, model=model, api_key_env=api_key_env, runs=runs,
         core_only=core_only, timeout_s=timeout, max_turns=max_turns, concurrency=concurrency, adaptive=adaptive,
         resume=resume, out=out, agent=agent, report=report, sample_hz=sample_hz, config=_state["config"],
         progress=progress, argv=argv, ready_timeout_s=ready_timeout, tags=tags, categories=categories,
         prefer=prefer, max_consecutive_errors=max_consecutive_errors, fail_under=fail_under,
-        parallel_lanes=parallel_lanes, shard=shard, discover=discover,
+        parallel_lanes=parallel_lanes, shard=shard, discover=discover, slo_s=slo_s, ray=ray,
     )
     try:
         result = run(opts, plugins_obj())

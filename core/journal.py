@@ -314,9 +314,13 @@ class Journal:
             return
         self._append({"type": "lane", "lane": lane, "fingerprint": fingerprint, "at": _now()})
 
-    def append_attempt(self, attempt: Attempt) -> None:
-        self._append({"type": "attempt", "lane": attempt.lane, "prompt_id": attempt.prompt_id,
-                      "n": attempt.n, "attempt": attempt_to_dict(attempt)})
+    def append_attempt(self, attempt: Attempt, node: str | None = None) -> None:
+        """``node``: the machine the attempt ran on (``--ray``), kept in the record."""
+        record = {"type": "attempt", "lane": attempt.lane, "prompt_id": attempt.prompt_id,
+                  "n": attempt.n, "attempt": attempt_to_dict(attempt)}
+        if node is not None:
+            record["node"] = node
+        self._append(record)
 
     def lane_finished(self, lane: str, data: dict[str, Any]) -> None:
         self._append({"type": "lane_finished", "lane": lane, **data, "at": _now()})

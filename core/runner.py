@@ -76,6 +76,7 @@ class RunOptions:
     lane_url: str | None = None
     #: --discover: when no lane is configured, run the servers found on this box's usual ports
     discover: bool = False
+    slo_s: float | None = None  # --slo-s: goodput counts attempts solved within this (default: the timeout)
     model: str | None = None
     api_key_env: str | None = None  # for the --lane-url lane
     runs: int | None = None
@@ -103,6 +104,7 @@ class RunOptions:
     #: --parallel-lanes N: up to N lanes at once in this process (managed lanes of one node one at a time)
     parallel_lanes: int | None = None
     shard: str | None = None  # --shard I/N: only slice I (0-based) of N of every lane's attempts (hbench.shard)
+    ray: str | None = None  # --ray auto|ADDRESS: each lane a Ray task on the node labelled with its node (hbench.ray_lanes)
 
 
 class LaneScorecards(Sequence[Scorecard]):
@@ -510,14 +512,17 @@ class _Scheduler:
 
 
 class Runner:
-    def __init__(self, opts: RunOptions, plugins: Any = None):
+    def __init__(self, opts: RunOptions, plugins: Any = None, config: Any = None):
+        """``config``: an :class:`hbench.config.Config` to use instead of reading hbench.toml
+        (a lane's Ray task gets its lane and ``[run]`` from the driver: hbench.ray_lanes)."""
         from hbench.config import load_config
         from hbench.plugin_manager import get_plugins
 
         self.opts = opts
         self.plugins = plugins or get_plugins()
         self.reg = self.plugins.registries
-        self.config = load_config(opts.config, lane_kinds=self.reg.lane_kinds.names())
+        self.config = config if config is not None else load_config(opts.config,
+                                                                    lane_kinds=self.reg.lane_kinds.names())
         self.s = _settings(opts, self.config.run)
         self.log = get_logger()
         self.stop = threading.Event()  # Ctrl-C: no new attempts
@@ -716,17 +721,20 @@ class Runner:
         show = self.opts.progress if self.opts.progress is not None else tty
         try:
             with _Progress(bool(show), plain=self.opts.progress is None and not tty) as progress:
-                if self.s.parallel_lanes > 1 and len(self.lanes) > 1:
+                side_by_side = bool(self.opts.ray) or (self.s.parallel_lanes > 1 and len(self.lanes) > 1)
+                if side_by_side:
                     from hbench.parallel import run_lanes_parallel
+                    from hbench.ray_lanes import run_lanes_on_ray
 
-                    # --parallel-lanes: threads in this process (hbench.parallel); the
-                    # scorecards are kept in lane order, whatever order lanes finish in
-                    parts = run_lanes_parallel(self, progress)
+                    # --parallel-lanes: threads in this process (hbench.parallel); --ray: a Ray
+                    # task per lane on its node (hbench.ray_lanes). The scorecards are kept in
+                    # lane order, whatever order lanes finish in
+                    parts = run_lanes_on_ray(self, progress) if self.opts.ray else run_lanes_parallel(self, progress)
                     for part in parts:
                         scorecards._items.extend(part._items)
                     if any(sc.failed for sc in scorecards) or any(getattr(p, "write_failed", False) for p in parts):
                         exit_code = EXIT_LANE_FAILED
-                for spec in self.lanes if not (self.s.parallel_lanes > 1 and len(self.lanes) > 1) else ():
+                for spec in self.lanes if not side_by_side else ():
                     # once the run is stopped (Ctrl-C, a fatal error) no lane is opened, but
                     # each left still gets its scorecard: complete false, and why
                     sc = self._lane(spec, progress)
@@ -890,28 +898,7 @@ class Runner:
         done = {k: a for k, a in done.items() if a.error is None}
         if rerun:
             log.info("run.rerun_errored", lane=spec.name, attempts=len(rerun))
-        skipped: dict[str, str] = {}
-        states: list[_PromptState] = []
-        for p in self.suite.prompts:
-            if self.s.core_only and not p.core:
-                skipped[p.id] = "not core (--core-only)"
-                continue
-            not_selected = self._selected(p)
-            if not_selected:
-                skipped[p.id] = not_selected
-                continue
-            lacking = [c for c in p.needs if c not in agent.capabilities]
-            if lacking:
-                offers = ", ".join(sorted(agent.capabilities)) or "none"
-                skipped[p.id] = f"needs capability {lacking[0]!r}; agent {agent.name!r} offers {offers}"
-                continue
-            st = _PromptState(prompt=p, runs=runs, pending=[])
-            for n in range(1, runs + 1):
-                if (p.id, n) in done:
-                    st.done.append(done[(p.id, n)])
-                else:
-                    st.pending.append(n)
-            states.append(st)
+        skipped, states = self._plan_lane(agent, runs, done)
         if self.s.shard is not None:  # --shard I/N: this slice of the lane's plan only (hbench.shard)
             self._shard_slice(spec, states, runs)
         sched = _Scheduler(states, self.s.adaptive)
@@ -994,6 +981,34 @@ class Runner:
             warnings.append(f"throughput: {throughput.error}")
         return self._scorecard(spec, states, skipped, runs, throughput, telemetry, served_model, base_url,
                                model, kind_info, failed, warnings, started, agent, missing=missing, stopped=stopped)
+
+    def _plan_lane(self, agent: Any, runs: int, done: dict[tuple[str, int], Attempt]
+                   ) -> tuple[dict[str, str], list[_PromptState]]:
+        """Why each prompt left out is skipped, and the rest's states: ``runs`` attempts
+        each, those in ``done`` already done, the others pending."""
+        skipped: dict[str, str] = {}
+        states: list[_PromptState] = []
+        for p in self.suite.prompts:
+            if self.s.core_only and not p.core:
+                skipped[p.id] = "not core (--core-only)"
+                continue
+            not_selected = self._selected(p)
+            if not_selected:
+                skipped[p.id] = not_selected
+                continue
+            lacking = [c for c in p.needs if c not in agent.capabilities]
+            if lacking:
+                offers = ", ".join(sorted(agent.capabilities)) or "none"
+                skipped[p.id] = f"needs capability {lacking[0]!r}; agent {agent.name!r} offers {offers}"
+                continue
+            st = _PromptState(prompt=p, runs=runs, pending=[])
+            for n in range(1, runs + 1):
+                if (p.id, n) in done:
+                    st.done.append(done[(p.id, n)])
+                else:
+                    st.pending.append(n)
+            states.append(st)
+        return skipped, states
 
     def _shard_slice(self, spec: LaneSpec, states: list[_PromptState], runs: int) -> None:
         """``--shard I/N``: keep this shard's part of the lane's plan (every planned
@@ -1235,6 +1250,10 @@ class Runner:
                         missing=missing, stopped=stopped, failed=failed)
         sc.throughput = throughput
         sc.telemetry = telemetry
+        from hbench.efficiency import efficiency
+
+        slo = self.opts.slo_s if self.opts.slo_s is not None else self._lane_settings(spec).get("timeout_s")
+        sc.efficiency = _safe(lambda: efficiency([a for s in states for a in s.done], slo), {})
         sc.failed = failed
         sc.warnings = [scrub(w) for w in warnings]
         sc.agent = _safe(agent.describe, {"name": agent.name})
