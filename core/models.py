@@ -377,4 +377,7 @@ class Scorecard:
     incomplete_reason: str | None = None
     #: per category, over the prompts that ran: {pass_rate, core_pass, core_n, n}
     categories: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: what a solve costs, from the suite itself (hbench.efficiency): seconds and completion
+    #: tokens per solved attempt, goodput within the SLO, p50/p95 per model turn
+    efficiency: dict[str, Any] = attrs.field(factory=dict)
     schema: str = SCORECARD_SCHEMA
