@@ -18,7 +18,7 @@ fails when a hook lacks a docstring or a test.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -27,17 +27,57 @@ if TYPE_CHECKING:  # pragma: no cover
 
     import typer
 
+    from hbench.agents import Agent
+    from hbench.lanes import LaneKind
     from hbench.models import Attempt, LaneSpec, Prompt, Scorecard
+    from hbench.probes import Probe
+    from hbench.reporters import Reporter
+    from hbench.tools import Tool
 
 hookspec = pluggy.HookspecMarker("hbench")
 
-Register = Callable[..., None]
+
+# --------------------------------------------------------------------------- register callables
+# One shape for every registration hook: ``register(obj, name=None)``; ``name`` defaults to
+# ``obj.name``. Each hook's ``register`` is typed by what it accepts.
+
+
+class RegisterLaneKind(Protocol):
+    def __call__(self, kind: LaneKind, name: str | None = None) -> None: ...
+
+
+class RegisterLane(Protocol):
+    def __call__(self, spec: LaneSpec, name: str | None = None) -> None: ...
+
+
+class RegisterCheck(Protocol):
+    def __call__(self, cls: type[Any], name: str | None = None) -> None: ...
+
+
+class RegisterProbe(Protocol):
+    def __call__(self, cls: type[Probe], name: str | None = None) -> None: ...
+
+
+class RegisterReporter(Protocol):
+    def __call__(self, reporter: Reporter, name: str | None = None) -> None: ...
+
+
+class RegisterAgent(Protocol):
+    def __call__(self, agent: Agent, name: str | None = None) -> None: ...
+
+
+class RegisterTool(Protocol):
+    def __call__(self, tool: Tool, name: str | None = None) -> None: ...
+
+
+class RegisterSuite(Protocol):
+    def __call__(self, path: Path, name: str | None = None) -> None: ...
 
 # --------------------------------------------------------------------------- registration
 
 
 @hookspec
-def hbench_register_lane_kinds(register: Register) -> None:
+def hbench_register_lane_kinds(register: RegisterLaneKind) -> None:
     """Register lane kinds (serving backends).
 
     ``register(kind)`` where ``kind`` is a :class:`hbench.lanes.LaneKind` instance: it
@@ -47,7 +87,7 @@ def hbench_register_lane_kinds(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_lanes(register: Register) -> None:
+def hbench_register_lanes(register: RegisterLane) -> None:
     """Register ready-made candidate lanes.
 
     ``register(spec)`` where ``spec`` is a :class:`hbench.models.LaneSpec`. This is what
@@ -57,7 +97,7 @@ def hbench_register_lanes(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_checks(register: Register) -> None:
+def hbench_register_checks(register: RegisterCheck) -> None:
     """Register check kinds.
 
     ``register(cls)`` where ``cls`` is an attrs class with ``name: ClassVar[str]`` (the
@@ -71,7 +111,7 @@ def hbench_register_checks(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_probes(register: Register) -> None:
+def hbench_register_probes(register: RegisterProbe) -> None:
     """Register telemetry probes.
 
     ``register(cls)`` where ``cls`` is a :class:`hbench.probes.Probe` subclass (the
@@ -82,7 +122,7 @@ def hbench_register_probes(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_reporters(register: Register) -> None:
+def hbench_register_reporters(register: RegisterReporter) -> None:
     """Register result sinks.
 
     ``register(reporter)`` where ``reporter`` is a :class:`hbench.reporters.Reporter`:
@@ -92,7 +132,7 @@ def hbench_register_reporters(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_agents(register: Register) -> None:
+def hbench_register_agents(register: RegisterAgent) -> None:
     """Register agent drivers.
 
     ``register(agent)`` where ``agent`` is a :class:`hbench.agents.Agent`: ``name``,
@@ -102,7 +142,7 @@ def hbench_register_agents(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_tools(register: Register) -> None:
+def hbench_register_tools(register: RegisterTool) -> None:
     """Register sandboxed tools for the built-in agent.
 
     ``register(tool)`` where ``tool`` is a :class:`hbench.tools.Tool`: ``name``, a JSON
@@ -112,7 +152,7 @@ def hbench_register_tools(register: Register) -> None:
 
 
 @hookspec
-def hbench_register_suites(register: Register) -> None:
+def hbench_register_suites(register: RegisterSuite) -> None:
     """Register suites.
 
     ``register(path, name=NAME)`` where ``path`` is a suite folder (``suite.toml``,
@@ -121,7 +161,7 @@ def hbench_register_suites(register: Register) -> None:
 
 
 @hookspec
-def hbench_discover_lanes(register: Register, host: str) -> None:
+def hbench_discover_lanes(register: RegisterLane, host: str) -> None:
     """Find lanes already running on ``host`` (``hbench run --discover`` when nothing is
     configured).
 

@@ -170,18 +170,21 @@ class HBenchPlugins:
         self.pm = pluggy.PluginManager("hbench")
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self._order: dict[str, int] = {}  # plugin name -> when it was registered
         self._registries: Registries | None = None
         self._load_builtins()
         self._load_entry_points()
         self._check_pending()
 
     # ----------------------------------------------------------------- loading
-    def _fail(self, info: PluginInfo, error: str) -> None:
+    def _fail(self, info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
         from hbench.logging import get_logger
 
         info.status, info.error = "error", error
         self.infos[info.name] = info
         get_logger().warning("plugin.broken", plugin=info.name, error=error)
+        if exc is not None:
+            log_traceback(info.name, "load", exc)
         if self.strict:
             raise PluginError(f"plugin {info.name!r} failed: {error} (--strict-plugins)")
 
@@ -190,6 +193,7 @@ class HBenchPlugins:
             info = PluginInfo(name=modname, version=__version__, builtin=True, dist="hermes-bench")
             mod = importlib.import_module(modname)  # a broken built-in is our bug: let it raise
             self.pm.register(mod, name=modname)
+            self._order[modname] = len(self._order)
             self.infos[modname] = info
 
     def _load_entry_points(self) -> None:
@@ -214,8 +218,9 @@ class HBenchPlugins:
                     continue
                 self.pm.register(plugin, name=ep.name)
             except Exception as exc:  # noqa: BLE001 - isolation is the point
-                self._fail(info, f"{type(exc).__name__}: {exc}")
+                self._fail(info, f"{type(exc).__name__}: {exc}", exc)
                 continue
+            self._order[ep.name] = len(self._order)
             self.infos[ep.name] = info
 
     def _check_pending(self) -> None:
@@ -235,18 +240,36 @@ class HBenchPlugins:
             return []
         return sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
 
+    def _impls(self, hook: str, *, call_order: bool) -> list[Any]:
+        """The non-wrapper implementations of ``hook``: in pluggy's call order (tryfirst
+        first, trylast last, otherwise the last registered first) or, with
+        ``call_order=False``, in registration order."""
+        impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+        if call_order:
+            return impls[::-1]  # pluggy calls its list from the end
+        return sorted(impls, key=lambda i: self._order.get(i.plugin_name, len(self._order)))
+
+    def _one(self, hook: str, plugin_name: str) -> Callable[..., list[Any]]:
+        """``hook`` called through pluggy, limited to one plugin's implementation (every
+        wrapper still wraps it): pluggy's own call path, so ``hookwrapper``/``wrapper``
+        implementations see the call, while a failure stays that plugin's alone."""
+        others = [i.plugin for i in self._impls(hook, call_order=False)
+                  if i.plugin_name != plugin_name]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)
+
     def call_each(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Callable[[], Any]]]:
-        """Yield ``(plugin_name, call)`` for each implementation of ``hook``, in
-        registration order; ``call()`` runs that one implementation with the arguments
-        it declares. Calling them one by one isolates plugins and attributes results."""
-        caller = getattr(self.pm.hook, hook)
-        for impl in caller.get_hookimpls():
-            args = {k: v for k, v in kwargs.items() if k in impl.argnames}
-            yield impl.plugin_name, (lambda f=impl.function, a=args: f(**a))
+        """Yield ``(plugin_name, call)`` for each implementation of ``hook``, in pluggy's
+        call order (so ``tryfirst``/``trylast`` hold); ``call()`` runs that one
+        implementation through pluggy and returns its result. Calling them one by one
+        isolates plugins and attributes results."""
+        for impl in self._impls(hook, call_order=True):
+            caller = self._one(hook, impl.plugin_name)
+            yield impl.plugin_name, (lambda c=caller: _only(c(**kwargs)))
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object at run time (tests, ``hbench.testing``)."""
         name = self.pm.register(plugin, name=name) or name or repr(plugin)
+        self._order[name] = len(self._order)
         self.infos[name] = PluginInfo(name=name, version="?", builtin=False)
         self.pm.check_pending()
         self._registries = None
@@ -267,7 +290,8 @@ class HBenchPlugins:
         reg = Registries()
         for hook, attr in REGISTRATION_HOOKS.items():
             registry: Registry = getattr(reg, attr)
-            for impl in getattr(self.pm.hook, hook).get_hookimpls():  # registration order
+            # registration order: the first plugin to register a name owns it
+            for impl in self._impls(hook, call_order=False):
                 plugin_name = impl.plugin_name
 
                 def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
@@ -276,7 +300,7 @@ class HBenchPlugins:
                     registry.add(key, obj, _p)
 
                 try:
-                    impl.function(register=register)
+                    self._one(hook, plugin_name)(register=register)
                 except PluginError as exc:
                     if self.strict or self.infos.get(plugin_name, PluginInfo("", "", True)).builtin:
                         raise
@@ -285,7 +309,7 @@ class HBenchPlugins:
                     info = self.infos[plugin_name]
                     if info.builtin:
                         raise
-                    self._fail(info, f"{hook} raised {type(exc).__name__}: {exc}")
+                    self._fail(info, f"{hook} raised {type(exc).__name__}: {exc}", exc)
         return reg
 
     def broadcast(self, hook: str, **kwargs: Any) -> None:
@@ -298,6 +322,7 @@ class HBenchPlugins:
             except Exception as exc:  # noqa: BLE001
                 get_logger().warning("plugin.hook_failed", plugin=plugin_name, hook=hook,
                                      error=f"{type(exc).__name__}: {exc}")
+                log_traceback(plugin_name, hook, exc)
                 if self.strict:
                     raise PluginError(f"plugin {plugin_name!r}: {hook} raised {exc}") from exc
 
@@ -307,6 +332,22 @@ class HBenchPlugins:
             info.hooks = self.hook_names(info.name)
             out.append(info)
         return out
+
+
+def _only(results: list[Any]) -> Any:
+    """The one result of a hook called on one plugin (None when it returned None)."""
+    return results[0] if results else None
+
+
+def log_traceback(plugin: str, hook: str, exc: BaseException) -> None:
+    """A plugin's failure with its whole traceback, at debug level (``-v``/``--log-level
+    debug``); the warning beside it names the plugin and the error in one line."""
+    import traceback
+
+    from hbench.logging import get_logger
+
+    get_logger().debug("plugin.traceback", plugin=plugin, hook=hook,
+                       traceback="".join(traceback.format_exception(exc)).rstrip())
 
 
 _current: HBenchPlugins | None = None

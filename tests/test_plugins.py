@@ -384,3 +384,121 @@ def test_plugin_fixture_works_when_the_plugin_is_also_installed(tmp_path, monkey
         assert all(i.status in ("ok", "disabled") for i in pl.plugin_list())
     assert pl.registries.lanes.plugin_of("twin-lane") == "hbench_twin"  # the installed copy is back
     assert pl.infos["hbench_twin"].dist == "hbench-twin"
+
+
+# --------------------------------------------------------------------------- hooks through pluggy
+
+
+def test_tryfirst_trylast_and_wrappers_hold_on_a_broadcast_hook():
+    """Broadcasts go through pluggy, one implementation at a time: tryfirst/trylast order
+    them, a wrapper sees each call, and one failing implementation stops no other."""
+    from structlog.testing import capture_logs
+
+    pl = get_plugins()
+    order: list[str] = []
+
+    class Plain:
+        @hookimpl
+        def hbench_lane_finished(self, scorecard, lane):
+            order.append("plain")
+
+    class Last:
+        @hookimpl(trylast=True)
+        def hbench_lane_finished(self, scorecard, lane):
+            order.append("last")
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def hbench_lane_finished(self, scorecard, lane):
+            order.append("first")
+
+    class Broken:
+        @hookimpl
+        def hbench_lane_finished(self, scorecard, lane):
+            order.append("broken")
+            raise RuntimeError("sink down")
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def hbench_lane_finished(self, scorecard, lane):
+            order.append("wrap-in")
+            try:
+                return (yield)
+            finally:
+                order.append("wrap-out")
+
+    # registered so that registration order is the opposite of the asked-for order
+    for name, plugin in (("last", Last()), ("plain", Plain()), ("first", First()), ("broken", Broken()),
+                         ("wrapper", Wrapper())):
+        pl.register(plugin, name=name)
+    from hbench.logging import configure
+
+    configure("json", "debug")  # as `hbench --log-level debug`
+    try:
+        with capture_logs() as logs:
+            pl.broadcast("hbench_lane_finished", scorecard=None, lane=None)
+    finally:
+        configure()  # back to the default (warning)
+    calls = [x for x in order if not x.startswith("wrap")]
+    assert calls[0] == "first" and calls[-1] == "last"
+    assert set(calls) == {"first", "plain", "broken", "last"}
+    builtins_with_it = [i for i in pl._impls("hbench_lane_finished", call_order=True) if pl.infos[i.plugin_name].builtin]
+    assert order.count("wrap-in") == order.count("wrap-out") == 4 + len(builtins_with_it)
+    assert any(e["event"] == "plugin.hook_failed" and e["plugin"] == "broken" for e in logs)
+    tb = [e for e in logs if e["event"] == "plugin.traceback"]
+    assert tb and tb[0]["log_level"] == "debug" and tb[0]["plugin"] == "broken"
+    assert "Traceback (most recent call last)" in tb[0]["traceback"] and "sink down" in tb[0]["traceback"]
+
+
+def test_registration_keeps_registration_order_through_pluggy():
+    """A name belongs to the first plugin that registered it, even when a later plugin
+    asks to run first."""
+    pl = get_plugins()
+
+    class Early:
+        @hookimpl
+        def hbench_register_lanes(self, register):
+            register(LaneSpec(name="same", kind="openai", base_url="http://127.0.0.1:9/v1"))
+
+    class Late:
+        @hookimpl(tryfirst=True)
+        def hbench_register_lanes(self, register):
+            register(LaneSpec(name="same", kind="openai", base_url="http://127.0.0.1:9/v1"))
+
+    pl.register(Early(), name="early")
+    pl.register(Late(), name="late")
+    assert pl.registries.lanes.plugin_of("same") == "early"
+    assert pl.infos["late"].status == "error" and "duplicate lane 'same'" in pl.infos["late"].error
+
+
+def test_readme_plugin_example_runs_verbatim(tmp_path, monkeypatch, hbench_plugin):
+    """The README's plugin example, copied as it stands, imports only from ``hbench`` and
+    registers its lane."""
+    import importlib
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"```python\n(# my_hbench_lane\.py\n.*?)```", readme, re.S)
+    assert m, "README.md: the plugin example (# my_hbench_lane.py) is gone"
+    source = m.group(1)
+    imports = re.findall(r"^(?:from|import) (\S+)", source, re.M)
+    assert imports and set(imports) == {"hbench"}, imports
+    (tmp_path / "my_hbench_lane.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("my_hbench_lane")
+    hbench_plugin(module, name="mylane")
+    spec = get_plugins().registries.lanes.get("my-lane")
+    assert spec.kind == "llamacpp" and spec.base_url == "http://127.0.0.1:8090/v1"
+    assert get_plugins().registries.lanes.plugin_of("my-lane") == "mylane"
+
+
+def test_public_api_is_reexported_from_hbench():
+    import hbench
+    from hbench.lanes import LaneKind
+    from hbench.models import LaneSpec, Scorecard
+    from hbench.reporters import Reporter
+
+    assert (hbench.LaneSpec, hbench.Scorecard, hbench.LaneKind, hbench.Reporter) == (
+        LaneSpec, Scorecard, LaneKind, Reporter)
+    for name in hbench.__all__:
+        assert getattr(hbench, name) is not None, name

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 
-from hbench import hookimpl
-from hbench.models import LaneSpec
+from hbench import LaneSpec, hookimpl
 
 PORT = 8091
 MODEL_PATH = os.environ.get("GPTOSS_GGUF", "~/models/gpt-oss-20b-mxfp4.gguf")

@@ -8,8 +8,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from hbench import hookimpl
-from hbench.reporters import Reporter
+from hbench import Reporter, hookimpl
 
 COLUMNS = [
     "lane", "kind", "model", "agent", "rankable", "core_pass", "core_n", "pass_rate",
