@@ -776,6 +776,31 @@ def matrix_md(t: Tables) -> list[str]:
     return out
 
 
+COST_HEADER = ["Lane", "ready (s)", "resting memory", "s / solved", "tokens / solved", "goodput (SLO)",
+               "turn p95 (s)"]
+
+
+def cost_md(t: Tables) -> list[str]:
+    """What a brain swap and a solve cost (ready_s, resting memory, efficiency); nothing when
+    no scorecard carries these figures (older scorecards)."""
+    rows = []
+    for lane in t.lanes:
+        sc = t.scorecards[lane]
+        eff, info = sc.efficiency or {}, sc.lane or {}
+        if not eff and info.get("ready_s") is None:
+            continue
+        good = eff.get("goodput")
+        slo = eff.get("slo_s")
+        rows.append([lane, num(info.get("ready_s"), ".1f"), num(info.get("resting_memory_gb"), ".2f", " GB"),
+                     num(eff.get("s_per_solved"), ".1f"), num(eff.get("completion_tokens_per_solved"), ".0f"),
+                     DASH if good is None else f"{pct(good)}" + (f" (≤{slo:g} s)" if slo else ""),
+                     num(eff.get("turn_p95_s"), ".1f")])
+    if not rows:
+        return []
+    return ["", "## Cost (ready = start to a 1-token answer; per solved attempt, failures included)", "",
+            *md_table(COST_HEADER, rows)]
+
+
 def summary_markdown(t: Tables, fail_under: list[str] | None = None) -> str:
     """summary.md: rank table, unrankable lanes, ties, prompt matrix, telemetry, latency;
     ``fail_under``: the lanes that missed ``--fail-under``, one line each."""
@@ -808,6 +833,7 @@ def summary_markdown(t: Tables, fail_under: list[str] | None = None) -> str:
     lines += md_table(TELEMETRY_HEADER, t.telemetry)
     lines += ["", "## Latency (attempt wall time; TTFT from the throughput probe)", ""]
     lines += md_table(LATENCY_HEADER, t.latency)
+    lines += cost_md(t)
     failed = [(lane, t.scorecards[lane].failed) for lane in t.lanes if t.scorecards[lane].failed]
     warns = [(lane, w) for lane in t.lanes for w in t.scorecards[lane].warnings]
     if failed or warns:

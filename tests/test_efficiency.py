@@ -50,7 +50,7 @@ def test_goodput_is_a_share_and_a_bigger_slo_never_lowers_it(rows, slo):
 def test_a_run_records_efficiency_with_the_slo(scripted_server, tmp_path):
     srv = scripted_server(steady_scripts())
     result = run(RunOptions(lane_url=srv.url, model="scripted-model", suite="hermes-brain-v1", runs=1,
-                            out=str(tmp_path / "r"), report="json", progress=False, slo_s=30.0))
+                            out=str(tmp_path / "r"), report="json,md", progress=False, slo_s=30.0))
     (sc,) = result.scorecards
     e = sc.efficiency
     assert e["slo_s"] == 30.0 and e["scored"] == sc.attempts_scored
@@ -59,3 +59,5 @@ def test_a_run_records_efficiency_with_the_slo(scripted_server, tmp_path):
 
     card = json.loads((tmp_path / "r" / f"{sc.lane['name']}.json").read_text())
     assert card["efficiency"] == e
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "## Cost (ready = start to a 1-token answer" in summary and "(≤30 s)" in summary
