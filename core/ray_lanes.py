@@ -172,13 +172,21 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
     pending: dict[Any, tuple[int, Any, str]] = {}
     prompts = {p.id: p for p in runner.suite.prompts}
     lost: list[tuple[int, Any, str]] = []
-    for i, spec in enumerate(lanes):
+    from hbench.lanes import is_managed
+
+    kinds = runner.reg.lane_kinds
+    busy: dict[str, int] = {}  # node -> the managed lane running there (one at a time, as --parallel-lanes)
+    waiting: list[int] = []
+
+    def managed(spec: Any) -> bool:
+        try:
+            return bool(is_managed(spec, kinds.get(spec.kind)))
+        except Exception:  # noqa: BLE001 - an unknown kind was refused before
+            return bool(spec.start)
+
+    def submit(i: int) -> None:
+        spec = lanes[i]
         node = spec.node or here_name or "driver"
-        if spec.node is not None and spec.node not in labels:
-            lost.append((i, spec, f"no live Ray node is labelled {NODE_LABEL}={spec.node} (nodes: "
-                                  f"{', '.join(sorted(labels)) or 'none labelled'}); start it with "
-                                  f"`ray start --address ADDRESS --labels {NODE_LABEL}={spec.node}`"))
-            continue
         settings = runner._lane_settings(spec)
         runner.journal.begin_lane(spec.name, lane_fingerprint(spec, settings))
         done = runner.journal.completed(spec.name) if runner.opts.resume else {}
@@ -191,7 +199,27 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
         ref = task.options(num_cpus=0, max_retries=0, runtime_env={"env_vars": dict(TASK_ENV)},
                            **strategy).remote(job, queue)
         pending[ref] = (i, spec, node)
+        if managed(spec):
+            busy[node] = i
         progress.status(f"{spec.name}: sent to Ray node {node}", lane=spec.name)
+
+    for i, spec in enumerate(lanes):
+        if spec.node is not None and spec.node not in labels:
+            lost.append((i, spec, f"no live Ray node is labelled {NODE_LABEL}={spec.node} (nodes: "
+                                  f"{', '.join(sorted(labels)) or 'none labelled'}); start it with "
+                                  f"`ray start --address ADDRESS --labels {NODE_LABEL}={spec.node}`"))
+        else:
+            waiting.append(i)
+
+    def submit_ready() -> None:
+        """Lanes in order; a managed lane waits while a managed lane of its node runs."""
+        for i in list(waiting):
+            spec = lanes[i]
+            node = spec.node or here_name or "driver"
+            if runner.stop.is_set() or (managed(spec) and node in busy):
+                continue
+            waiting.remove(i)
+            submit(i)
 
     def drain() -> None:
         while True:
@@ -216,17 +244,22 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
                 elif rec["type"] == "lane_failed":
                     runner.journal.lane_failed(rec["lane"], rec["reason"])
 
+    cancelled = False
     try:
+        submit_ready()
         while pending:
             drain()
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.3)
             for ref in ready:
                 i, spec, node = pending.pop(ref)
+                if busy.get(node) == i:
+                    del busy[node]
                 try:
                     card = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the node died, the task crashed
                     drain()
-                    why = scrub(f"Ray node {node} was lost mid-lane ({type(exc).__name__}: "
+                    why = scrub(runner._stop_reason(False) if runner.stop.is_set() else
+                                f"Ray node {node} was lost mid-lane ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''})")
                     runner.log.error("lane.node_lost", lane=spec.name, node=node, error=why)
                     lost.append((i, spec, why))
@@ -235,14 +268,18 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
                 sc = scorecard_from_dict(card, f"lane {spec.name} from Ray node {node}")
                 if not runner._finish_lane(spec, sc, parts[i]):
                     parts[i].write_failed = not sc.failed  # type: ignore[attr-defined]
-            if runner.stop.is_set():
+            submit_ready()
+            if runner.stop.is_set() and not cancelled:
+                cancelled = True
                 for ref in pending:
                     ray.cancel(ref, force=True)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
-    for i, spec, why in lost:
+    for i in waiting:  # never sent: the run was stopped first
+        lost.append((i, lanes[i], runner._stop_reason(True)))
+    for i, spec, why in sorted(lost, key=lambda x: x[0]):
         sc = lost_lane_scorecard(runner, spec, why, _now())
         if not runner._finish_lane(spec, sc, parts[i]):
             parts[i].write_failed = not sc.failed  # type: ignore[attr-defined]

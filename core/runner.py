@@ -270,6 +270,9 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
                    "current folder, whose files hbench does not own")
     if opts.parallel_lanes is not None and opts.parallel_lanes < 1:
         bad.append(f"--parallel-lanes {opts.parallel_lanes}: must be 1 (one lane after another) or more")
+    if s.shard is not None and opts.ray:
+        bad.append("--shard with --ray: Ray already spreads the lanes over the cluster; use one of them "
+                   "(--shard for Slurm/Kubernetes arrays, then hbench merge)")
     if s.shard is not None and s.adaptive:
         bad.append("--shard with --adaptive: adaptive stopping needs every attempt of a prompt in one run; "
                    "drop --adaptive (or run unsharded)")

@@ -43,6 +43,9 @@ def same_parts(card: dict[str, Any]) -> dict[str, Any]:
     """What must not differ between two runs of a lane: the scorecard without timings."""
     card = comparable(card)
     card["lane"] = {k: v for k, v in card["lane"].items() if not k.endswith("_s")}  # ready_s: a timing
+    if isinstance(card.get("efficiency"), dict):  # seconds per solved prompt etc.: timings
+        card["efficiency"] = {k: v for k, v in card["efficiency"].items()
+                              if not (k.endswith("_s") or "_s_" in k or k.startswith("s_per"))}
     return card
 
 

@@ -18,7 +18,7 @@ from hbench.errors import BadInput
 from hbench.journal import iter_records
 from hbench.runner import RunOptions, run
 from hbench.shard import parse_shard, select, shard_of
-from test_resume import comparable
+from test_parallel_lanes import same_parts
 from test_runner import steady_scripts
 
 RUNS = 2
@@ -89,9 +89,7 @@ def verdicts(journal: Path) -> dict[tuple[str, str, int], tuple[bool, str, Any]]
 def scores(out: Path) -> dict[str, Any]:
     cards = {}
     for n in TWO_LANES:
-        card = comparable(json.loads((out / f"{n}.json").read_text()))
-        card["lane"] = {k: v for k, v in card["lane"].items() if not k.endswith("_s")}  # ready_s: a timing
-        cards[n] = card
+        cards[n] = same_parts(json.loads((out / f"{n}.json").read_text()))
     return cards
 
 

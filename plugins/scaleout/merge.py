@@ -253,6 +253,15 @@ def _merge_lane(lane: str, per_shard: list[tuple[Path, dict[str, Any], dict[str,
     measured = next((part for _i, part in parts if part.throughput.error is None), base)
     sc.throughput = measured.throughput if measured is not None else Throughput(error="not measured")
     sc.telemetry = measured.telemetry if measured is not None else Telemetry()
+    try:  # what a solve costs (hbench.efficiency), over every shard's attempts, as a run computes it
+        from hbench.efficiency import efficiency
+
+        slo = (base.efficiency or {}).get("slo_s") if base is not None else None
+        if slo is None and base is not None:
+            slo = (base.provenance.get("settings") or {}).get("timeout_s")
+        sc.efficiency = efficiency([a for atts in by_prompt.values() for a in atts], slo)
+    except ImportError:
+        pass
     sc.failed = failed
     sc.agent = base.agent if base is not None else {}
     sc.warnings = [f"shard {i}/{count}: {w}" for i, part in parts for w in part.warnings]
