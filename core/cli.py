@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,  # plain click help: typer's rich help imports ~110 ms of rich (BENCHMARKS.md 5)
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 
 _state: dict[str, Any] = {"config": None, "strict": False}
@@ -37,8 +38,18 @@ def _err(msg: str) -> None:
     typer.echo(scrub(msg), err=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hbench import __version__
+
+        typer.echo(f"hbench {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
+    version: bool = typer.Option(False, "--version", help="Print hbench's version and exit.", is_eager=True,
+                                 callback=_print_version, expose_value=False),
     log_format: str = typer.Option("auto", "--log-format", help="auto | console | json (logs go to stderr)"),
     log_level: str = typer.Option("warning", "--log-level", help="debug | info | warning | error"),
     strict_plugins: bool = typer.Option(False, "--strict-plugins", help="A plugin that fails to load is fatal (exit 2)."),
@@ -117,7 +128,7 @@ def _list_registry(attr: str, as_json: bool, describe: Any = None) -> None:
 
 
 @app.command("lanes")
-def lanes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+def lanes_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List candidate lanes (hbench.toml and plugins) and where each came from."""
     lanes = all_lanes()
     from hbench.lanes import is_managed
@@ -141,19 +152,19 @@ def lanes_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("checks")
-def checks_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+def checks_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List check kinds and the plugin that registered each."""
     _list_registry("checks", as_json, lambda c: {"gate": getattr(c, "gate", None)})
 
 
 @app.command("lane-kinds")
-def lane_kinds_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+def lane_kinds_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List lane kinds (serving backends)."""
     _list_registry("lane_kinds", as_json, lambda k: {"description": getattr(k, "description", "")})
 
 
 @app.command("reporters")
-def reporters_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+def reporters_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List reporters (result sinks)."""
     _list_registry("reporters", as_json, lambda r: {"description": getattr(r, "description", "")})
 
@@ -480,7 +491,7 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
 
 @app.command("run")
 def run_cmd(
-    lanes: Optional[str] = typer.Option(None, "--lanes", help="all, or lane names a,b (default: \\[run].lanes, "
+    lanes: Optional[str] = typer.Option(None, "--lanes", help="all, or lane names a,b (default: [run].lanes, "
                                         "else every hbench.toml lane, else the embedded lane)."),
     suite: Optional[str] = typer.Option(None, "--suite", help="Suite name or folder (default hermes-brain)."),
     runs: Optional[int] = typer.Option(None, "--runs", help="Attempts per prompt (default: the suite's)."),
@@ -617,6 +628,14 @@ def _add_plugin_commands() -> None:
             _err(f"plugin command registration failed: {exc}")
 
 
+def build_command() -> Any:
+    """The click command tree of ``app`` (plugin commands included once added), with
+    readable value names in its help (``--runs N``, ``--out DIR``)."""
+    from hbench.cli_help import readable_metavars
+
+    return readable_metavars(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps HBenchError to its exit code and a clear message."""
     argv = sys.argv[1:] if argv is None else argv
@@ -624,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
         _state["strict"] = True
     try:
         _add_plugin_commands()
-        rc = app(args=argv, prog_name="hbench", standalone_mode=False)
+        rc = build_command()(args=argv, prog_name="hbench", standalone_mode=False)
         # standalone_mode=False turns `raise typer.Exit(n)` into a return value
         if isinstance(rc, int) and rc:
             raise SystemExit(rc)
