@@ -71,7 +71,8 @@ def test_mcp_serve_offers_the_builtin_tools_and_a_refusal_is_an_error_result(tmp
         assert conn.call_tool("calculate", {"expression": "6*7"})[0]  # still serving after the refusals
     finally:
         conn.close()
-    assert conn.stats.returncode == 0 and not processes_with(str(tmp_path))
+    # stdin closed: it exits by itself (or, on a loaded box, by the SIGTERM after the grace)
+    assert conn.stats.returncode in (0, -15) and not conn.stats.exited_early and not processes_with(str(tmp_path))
 
 
 def test_mcp_serve_tools_option_and_bad_root(tmp_path: Path) -> None:

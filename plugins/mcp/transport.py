@@ -26,7 +26,7 @@ import attrs
 #: one stdout line longer than this is garbage (and is dropped without being kept)
 MAX_LINE = 16 * 1024 * 1024
 #: after stdin closes, how long a server may take to exit before SIGTERM, then SIGKILL
-EXIT_GRACE_S = 1.0
+EXIT_GRACE_S = 2.0  # as the SDK; a loaded box needs more than 1 s to shut Python down
 KILL_GRACE_S = 1.0
 
 
