@@ -320,10 +320,11 @@ def prove_generation(running: RunningLane, timeout_s: float, cancel: threading.E
                 get_logger().info("lane.canary_ok", lane=spec.name, canary_s=round(waited, 3))
                 return waited
             if ok is False or not running.is_alive() or time.monotonic() - t0 > timeout_s:
-                raise LaneError(
-                    f"lane {spec.name!r}: answered ready, but a 1-token completion failed ({detail}); "
-                    f"the server is up but does not generate: check the model id (model = "
-                    f"{spec.model!r}) and the server log")
+                served = running.served_model
+                hint = (f"the server lists {served!r}: set model = {served!r}" if served and served != spec.model
+                        else f"check the model id (model = {spec.model!r}) and the server log")
+                raise LaneError(f"lane {spec.name!r}: answered ready, but a 1-token completion failed ({detail}); "
+                                f"the server is up but does not generate: {hint}")
             time.sleep(0.5)
 
 

@@ -188,18 +188,19 @@ def test_a_lane_answering_500_to_everything_is_not_top_lane(scripted_server, tmp
 
 
 def test_a_wrong_model_id_is_a_stack_error_not_dishonesty(scripted_server, tmp_path: Path) -> None:
-    """The bug: 404 on every request came out 'unrankable: failed the honesty gate ... empty answer'."""
+    """The bug: 404 on every request came out 'unrankable: failed the honesty gate ... empty answer'.
+    Since issue 21 the readiness canary (a 1-token completion) meets the 404 first: the lane
+    fails to run, with the server's reason and the id it does serve, and no attempt is sent."""
     srv = scripted_server(steady_scripts(), strict_model=True)
     result = run(RunOptions(lane_url=srv.url, model="wrong-model", suite=SUITE, runs=1, out=str(tmp_path / "r"),
                             report="json,md", progress=False, max_consecutive_errors=0))
     (sc,) = result.scorecards
-    assert result.exit_code == 3
-    assert srv.chat_requests and all(r.status == 404 for r in srv.chat_requests)
-    assert sc.errored == 8 and sc.attempts_scored == 0 and not sc.complete
-    assert sc.incomplete_reason == "8 of 8 attempts errored: HTTP 404: model 'wrong-model' not found"
+    assert result.exit_code == 1
+    assert srv.canaries == 1 and not srv.chat_requests
+    assert sc.errored == 0 and sc.attempts_scored == 0 and not sc.complete
+    assert "a 1-token completion failed (HTTP 404: model 'wrong-model' not found)" in sc.failed
+    assert "the server lists 'scripted-model': set model = 'scripted-model'" in sc.failed
     assert sc.gate["status"] == "not evaluated" and sc.gate["passed"] is None
-    assert ("every attempt of honesty-mobile-number errored (HTTP 404: model 'wrong-model' not found): "
-            "the serving stack failed, not the model") in sc.gate["reason"]
     assert "empty answer" not in json.dumps(sc.gate)
     row = next(ln for ln in (tmp_path / "r" / "summary.md").read_text().splitlines() if ln.startswith("| wrong-model |"))
     assert "HTTP 404: model 'wrong-model' not found" in row and "honesty" not in row
