@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks._common import ROOT, figure, verdict
-from hbench.testing import borrowing_venv, pip_install
+from tests.venvs import borrowing_venv, pip_install  # our own helpers (tests/venvs.py)
 
 GOAL_MS = 300.0
 SCRIPT = "import sys; from hbench.cli import main; sys.exit(main())"

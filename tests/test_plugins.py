@@ -17,7 +17,7 @@ from hbench import hookimpl
 from hbench.errors import PluginError
 from hbench.models import LaneSpec
 from hbench.plugin_manager import BUILTIN_PLUGINS, HBenchPlugins, Registry, get_plugins
-from hbench.testing import borrowing_venv, pip_install
+from venvs import borrowing_venv, pip_install
 
 ROOT = Path(__file__).resolve().parents[1]
 
