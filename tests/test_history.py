@@ -238,6 +238,41 @@ def test_migration_from_empty_and_from_the_previous_schema(db_url) -> None:
     eng.dispose()
 
 
+def _schema(conn: Any) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    insp = sa.inspect(conn)
+    out = {}
+    for t in sorted(insp.get_table_names()):
+        out[t] = {
+            "columns": sorted((c["name"], type(c["type"]).__name__, c["nullable"], bool(c.get("primary_key")))
+                              for c in insp.get_columns(t)),
+            "pk": insp.get_pk_constraint(t)["constrained_columns"],
+            "unique": sorted((u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(t)),
+            "indexes": sorted((i["name"], tuple(i["column_names"])) for i in insp.get_indexes(t)
+                              if not i["name"].startswith("sqlite_autoindex")),
+            "fks": sorted((tuple(f["constrained_columns"]), f["referred_table"], (f.get("options") or {}).get("ondelete"))
+                          for f in insp.get_foreign_keys(t)),
+        }
+    return out
+
+
+def test_a_new_database_built_at_head_equals_one_migrated_there(db_url, other_db) -> None:
+    """A new database is created from the tables and stamped (no Alembic import); it must be
+    the schema the revisions build."""
+    from hbench.plugins.history import db
+
+    created = db._make_engine(db.resolve_url(db_url))
+    migrated = db._make_engine(db.resolve_url(other_db))
+    db.migrate(created)
+    db.migrate(migrated, fresh="migrate")
+    with created.connect() as a, migrated.connect() as b:
+        assert db.current_revision(a) == db.current_revision(b) == db.HEAD
+        assert _schema(a) == _schema(b)
+    created.dispose()
+    migrated.dispose()
+
+
 def test_sqlite_is_wal_with_a_busy_timeout(tmp_path) -> None:
     from hbench.plugins.history import db
 

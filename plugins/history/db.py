@@ -216,10 +216,15 @@ def current_revision(conn: sa.Connection) -> str | None:
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def migrate(engine: sa.Engine, target: str = "head") -> None:
+def migrate(engine: sa.Engine, target: str = "head", *, fresh: str = "create") -> None:
     """Bring the schema to ``target`` with Alembic. Cheap when it is already there (one
     query, Alembic is not imported). Concurrent first opens are serialised (a file lock
-    beside a SQLite database, an advisory lock on PostgreSQL)."""
+    beside a SQLite database, an advisory lock on PostgreSQL).
+
+    A new, empty database going to head is built from the tables above and stamped with
+    :data:`HEAD` (``fresh="create"``: Alembic's "build from scratch" recipe, ~0.5 s less than
+    importing Alembic and replaying every revision); ``fresh="migrate"`` replays them (the
+    test that both give one schema uses it)."""
     if target == "head":
         with engine.connect() as conn:
             if current_revision(conn) == HEAD:
@@ -229,19 +234,30 @@ def migrate(engine: sa.Engine, target: str = "head") -> None:
         from filelock import FileLock
 
         with FileLock(str(path) + ".migrate.lock", timeout=120):
-            _upgrade(engine, target)
+            _upgrade(engine, target, fresh)
     else:
-        _upgrade(engine, target)
+        _upgrade(engine, target, fresh)
 
 
-def _upgrade(engine: sa.Engine, target: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+def _upgrade(engine: sa.Engine, target: str, fresh: str) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(481516)")
+        insp = sa.inspect(conn)
+        if target == "head" and fresh == "create" and not any(insp.has_table(t) for t in
+                                                              ("alembic_version", *metadata.tables)):
+            metadata.create_all(conn)
+            version = sa.Table("alembic_version", sa.MetaData(),
+                               sa.Column("version_num", sa.String(32), primary_key=True))
+            version.create(conn)
+            conn.execute(version.insert().values(version_num=HEAD))
+            return
+        if current_revision(conn) == HEAD and target == "head":
+            return  # another process got there while this one waited for the lock
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, target)
