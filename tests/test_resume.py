@@ -35,8 +35,10 @@ def starts(srv: Any) -> Counter[str]:
 def comparable(card: dict[str, Any]) -> dict[str, Any]:
     """A scorecard without what legitimately differs between two runs (timings, telemetry)."""
     card = json.loads(json.dumps(card))
-    for key in ("throughput", "telemetry", "latency", "provenance", "warnings"):
+    for key in ("throughput", "telemetry", "latency", "provenance", "warnings", "efficiency"):
         card.pop(key, None)
+    for key in ("ready_s", "resting_memory_gb", "resting_memory_source"):  # timings of getting ready
+        card["lane"].pop(key, None)
     for p in card["prompts"]:
         p.pop("wall_s", None)
         for a in p["attempts"]:
