@@ -434,9 +434,13 @@ def _key(sc: Scorecard) -> tuple[float, ...]:
     ran fewer core prompts (a mixed comparison) is not punished for the count alone.
     Unknown consistency (one attempt per prompt) sorts as 0."""
     tok_s = sc.throughput.tok_s if sc.throughput is not None and sc.throughput.tok_s is not None else 0.0
-    core_share = sc.core_pass / sc.core_n if sc.core_n else 0.0
+    core_share = _core_share(sc)
     consistency = sc.consistency if sc.consistency is not None else 0.0
     return (-core_share, -sc.pass_rate, -consistency, sc.runaway_rate, -tok_s)
+
+
+def _core_share(sc: Scorecard) -> float:
+    return sc.core_pass / sc.core_n if sc.core_n else 0.0
 
 
 def _overlap(a: Scorecard, b: Scorecard) -> bool:
@@ -483,8 +487,8 @@ def _preference_key(sc: Scorecard, prefer: str) -> tuple[float | None, ...]:
 
 def _by_preference(good: list[Scorecard], prefer: str) -> tuple[list[Scorecard], dict[str, str]]:
     """Reorder lanes sorted on quality so that, inside each group statistically tied on
-    quality (a run of lanes in quality order whose 95% intervals all overlap each other), the declared
-    preference decides: ``memory`` (lower peak memory in use), ``speed`` (higher tok/s) or
+    quality (a run of lanes in quality order with the same core share whose 95% pass-rate
+    intervals all overlap each other), the declared preference decides: ``memory`` (lower peak memory in use), ``speed`` (higher tok/s) or
     ``latency`` (lower p50 attempt wall time). A group where some lane lacks the figure
     keeps the quality order. Returns the order and, per group head, the line saying what
     decided."""
@@ -492,7 +496,10 @@ def _by_preference(good: list[Scorecard], prefer: str) -> tuple[list[Scorecard],
         raise ValueError(f"unknown preference {prefer!r} (choose one of {', '.join(PREFERENCES)})")
     groups: list[list[Scorecard]] = []
     for sc in good:
-        if groups and all(_overlap(member, sc) for member in groups[-1]):
+        # core_pass is the first rank key: a lane that passes more core prompts is never
+        # reordered below one that passes fewer, whatever the preference
+        if groups and all(_overlap(member, sc) and _core_share(member) == _core_share(sc)
+                          for member in groups[-1]):
             groups[-1].append(sc)
         else:
             groups.append([sc])

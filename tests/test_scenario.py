@@ -506,6 +506,20 @@ def test_prefer_orders_lanes_tied_on_quality_and_says_by_how_much() -> None:
         rank([big], prefer="vram")
 
 
+def test_prefer_never_puts_a_lane_with_fewer_core_prompts_first() -> None:
+    """Overlapping intervals alone are not a quality tie: core_pass is the first rank key, so
+    a 3/4 lane with less memory stays below a 4/4 lane whatever the preference."""
+    from hbench.scoring import rank
+
+    better = _card("four-of-four", 0.85, (0.64, 0.95), 38.5, 88.3, 2.0)
+    fewer = _card("three-of-four", 0.80, (0.58, 0.92), 9.8, 120.0, 1.0)
+    fewer.core_pass = better.core_pass - 1
+    for prefer in ("memory", "speed", "latency"):
+        r = rank([fewer, better], prefer=prefer)
+        assert [x.scorecard.lane["name"] for x in r] == ["four-of-four", "three-of-four"], prefer
+        assert r[0].decided_by == "" and "statistically tied" in r[1].reason
+
+
 def test_prefer_is_checked_in_hbench_toml(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     from hbench.config import load_config
     from hbench.errors import ConfigError
