@@ -370,6 +370,14 @@ def lane_name(sc: Scorecard) -> str:
     return str(sc.lane.get("name") or "?")
 
 
+def lane_cell(t: Any, lane: str) -> str:
+    """A lane's name in a table row, with the node it ran on (``node``, --ray / --parallel-lanes)
+    when it names one: ``qwen (on spark2)``. Telemetry in that row is that node's."""
+    sc = t.scorecards.get(lane) if isinstance(getattr(t, "scorecards", None), dict) else None
+    node = sc.provenance.get("node") if sc is not None and isinstance(sc.provenance, dict) else None
+    return f"{lane} (on {node})" if node else lane
+
+
 def host_name(sc: Scorecard) -> str | None:
     """The machine a scorecard came from: ``provenance.host.hostname``, the one name the
     runner writes (a 1.0 scorecard's ``host.name`` is renamed when it is read; a bare
@@ -710,8 +718,8 @@ def rank_table_md(t: Tables) -> list[str]:
         for r in t.ranked:
             if g and r.group != g:
                 continue
-            row = [r.rank_cell, r.lane, r.agent, r.core_pass, r.pass_rate, r.consistency, r.runaway, r.tok_s,
-                   r.peak_unified]
+            row = [r.rank_cell, lane_cell(t, r.lane), r.agent, r.core_pass, r.pass_rate, r.consistency, r.runaway,
+                   r.tok_s, r.peak_unified]
             rows.append(row + ([r.suite] if t.mixed else []))
         if g:
             out += ([""] if out else []) + [f"**Ranked within {md_cell(g)}**", ""]
@@ -731,7 +739,7 @@ def rank_table_md(t: Tables) -> list[str]:
     if t.unrankable:
         out += ["", "**Not ranked** (a gate failed or was not evaluated, the run is incomplete, or the lane "
                 "did not run):", ""]
-        urows = [[r.lane, r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
+        urows = [[lane_cell(t, r.lane), r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
                  + ([r.suite] if t.mixed else []) for r in t.unrankable]
         out += md_table(["Lane", "Agent", "why not ranked", "core_pass", "pass_rate (95% CI)", "tok/s"]
                         + (["suite"] if t.mixed else []), urows, "lllrrr" + ("l" if t.mixed else ""))
