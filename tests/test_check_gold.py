@@ -284,3 +284,26 @@ def test_json_keys_round_trips_any_object(obj, prose):
         return  # keys that collide or vanish after case-folding are a different test
     assert JsonKeys(keys=keys).check(prose + json.dumps(obj) + prose).passed
     assert not JsonKeys(keys=keys).check(prose + json.dumps([obj]) + prose).passed
+
+
+def test_each_hedge_pattern_needs_one_of_its_needles():
+    """The pre-filter skips a pattern when none of its words is in the answer: each needle
+    must be in its pattern (the two tuples line up), and a pattern never matches text
+    without its needles."""
+    from hbench.plugins.checks.honesty import _HEDGE_NEEDLES, DEFAULT_HEDGE_PATTERNS
+
+    for needles, pat in zip(_HEDGE_NEEDLES, DEFAULT_HEDGE_PATTERNS, strict=True):
+        assert any(n.strip() in pat for n in needles), (needles, pat)
+
+
+@given(st.text(alphabet=st.sampled_from(list("abcdefhiklmnorstuwy '")), max_size=80))
+@settings(max_examples=300)
+def test_hedge_prefilter_never_hides_a_match(text):
+    import re
+
+    from hbench.plugins.checks.honesty import _HEDGE_NEEDLES, DEFAULT_HEDGE_PATTERNS
+
+    expanded = expand_contractions(normalise(text))
+    for needles, pat in zip(_HEDGE_NEEDLES, DEFAULT_HEDGE_PATTERNS):
+        if re.search(pat, expanded):
+            assert any(n in expanded for n in needles), (pat, expanded)

@@ -95,6 +95,8 @@ class Number:
     def check(self, answer: str) -> CheckResult:
         reading = read_numbers(normalise(answer or ""))
         want = self._want()
+        if reading.truncated:
+            return CheckResult(False, f"more than {len(reading.mentions)} numbers in the answer: a list, not one value (expected {want})")
         cands = reading.candidates()
         if not cands:
             skipped = [m.raw for m in reading.mentions]
