@@ -170,3 +170,22 @@ def test_shard_with_adaptive_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="--adaptive"):
         run(RunOptions(lane_url="http://127.0.0.1:9/v1", model="m", suite="hermes-brain-v1", shard="0/2",
                        adaptive=True, out=str(tmp_path / "o"), progress=False))
+
+
+def test_merge_writes_the_merged_lanes_to_the_run_database(split_runs: dict[str, Any], monkeypatch,
+                                                          tmp_path: Path) -> None:
+    """The history plugin's own writer (hbench_lane_finished) gets the merged lanes, as a run's."""
+    from hbench.plugins.history.query import history
+    from hbench.plugins.scaleout.merge import merge
+
+    db = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    monkeypatch.setenv("HBENCH_HISTORY", "1")
+    monkeypatch.setenv("HBENCH_DB", db)
+    tmp = split_runs["tmp"]
+    result = merge([tmp / "s2-0", tmp / "s2-1"], tmp_path / "merged", report="json")
+    assert result.exit_code == 0
+    runs = history(db)
+    assert len(runs) == 1
+    text = json.dumps(runs)
+    assert all(lane in text for lane in TWO_LANES)
+    assert result.scorecards[0].provenance["run_id"] in text
