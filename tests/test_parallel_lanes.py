@@ -140,11 +140,13 @@ def test_managed_lanes_of_one_node_never_overlap_two_nodes_do(tmp_path: Path) ->
     toml.write_text(text)
     result = run(RunOptions(lanes="all", config=str(toml), out=str(tmp_path / "out"), parallel_lanes=4,
                             suite="hermes-brain-v1", runs=1, core_only=True, max_turns=2, concurrency=8,
-                            report="json,md", progress=False))
+                            report="json,md,html", progress=False))
     assert all(not sc.failed for sc in result.scorecards), [sc.failed for sc in result.scorecards]
     summary = (tmp_path / "out" / "summary.md").read_text()
+    html = (tmp_path / "out" / "report.html").read_text()
     for name, node in names.items():  # each lane's row names its node (its telemetry is that node's)
         assert f"{name} (on {node})" in summary
+    assert html.count(" · on n1") == 2 and html.count(" · on n2") == 2
     # the journal's per-lane order is what the lane records show: each node's second lane
     # began after its first lane's last attempt; the two nodes' lanes overlapped
     order = [r["lane"] for _, r in iter_records(tmp_path / "out" / "journal.jsonl") if r["type"] in ("lane",

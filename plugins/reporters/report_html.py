@@ -38,6 +38,12 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
            "#7f7f7f", "#bcbd22"]
 
 
+def _node_sub(t: Any, lane: str) -> str:
+    """`` · on NODE`` under a lane's name when it ran on a named node (its telemetry is that node's)."""
+    node = (t.scorecards[lane].provenance or {}).get("node")
+    return f" · on {_esc(node)}" if node else ""
+
+
 def _esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
@@ -202,7 +208,7 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "", numeric_from
 
 
 def _rank_html(t: Any) -> str:
-    from hbench.report import RANK_HEADER, tie_lines
+    from hbench.report import RANK_HEADER, lane_cell, tie_lines
 
     colors = {lane: PALETTE[i % len(PALETTE)] for i, lane in enumerate(t.lanes)}
     header = list(RANK_HEADER) + (["suite"] if t.mixed else [])
@@ -223,7 +229,8 @@ def _rank_html(t: Any) -> str:
             tie = f' title="statistically tied with {_esc(", ".join(r.tied_with))}"' if r.tied_with else ""
             cells = [f'<td class="rank"{tie}>{_esc(r.rank_cell)}</td>',
                      f'<td><span class="swatch" style="background:{colors[r.lane]}"></span>{_esc(r.lane)}'
-                     f'<div class="sub">{_esc(t.scorecards[r.lane].lane.get("model") or "")}</div></td>',
+                     f'<div class="sub">{_esc(t.scorecards[r.lane].lane.get("model") or "")}{_node_sub(t, r.lane)}'
+                     f'</div></td>',
                      f"<td>{_esc(r.agent)}</td>"]
             cells += [f"<td class=num>{_esc(v)}</td>" for v in
                       (r.core_pass, r.pass_rate, r.consistency, r.runaway, r.tok_s, r.peak_unified)]
@@ -241,7 +248,7 @@ def _rank_html(t: Any) -> str:
         parts.append(f'<p class="note">≈ statistically tied: their 95% pass-rate intervals overlap, so the order '
                      f"between them is not significant (more runs narrow the intervals).</p><ul class=note>{items}</ul>")
     if t.unrankable:
-        rows = [[r.lane, r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
+        rows = [[lane_cell(t, r.lane), r.agent, r.reason or "unrankable", r.core_pass, r.pass_rate, r.tok_s]
                 + ([r.suite] if t.mixed else []) for r in t.unrankable]
         parts.append("<h3>Not ranked</h3><p class=note>A gate failed (a lane that confabulates is not "
                      "ranked however fast it is) or was not evaluated, the run is incomplete (errored or "
