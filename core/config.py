@@ -51,6 +51,7 @@ class RunDefaults:
     prefer: str = "memory"  # what orders lanes tied on quality: memory | speed | latency
     tags: str | None = None  # "short": run only prompts with one of these tags
     categories: str | None = None  # "honesty,chain": run only prompts of these categories
+    parallel_lanes: int = 1  # lanes at once (--parallel-lanes; managed lanes of one node one at a time)
 
 
 @attrs.define
@@ -261,6 +262,7 @@ def run_problems(run: RunDefaults) -> list[str]:
         _positive(run.timeout_s, "timeout_s", "seconds per attempt"),
         _positive(run.max_turns, "max_turns", "model turns per attempt"),
         _positive(run.concurrency, "concurrency", "attempts at once"),
+        _positive(run.parallel_lanes, "parallel_lanes", "lanes at once"),
         _positive(run.sample_hz, "sample_hz", "telemetry samples per second"),
         _positive(run.memory_headroom_gb, "memory_headroom_gb", "headroom in GB", zero_ok=True),
         _positive(run.memory_floor_gb, "memory_floor_gb", "the memory floor in GiB (0 = off)", zero_ok=True),

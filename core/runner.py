@@ -244,7 +244,8 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
     )
     from hbench.shard import parse_shard
 
-    s.parallel_lanes = int(opts.parallel_lanes) if opts.parallel_lanes is not None else 1
+    s.parallel_lanes = int(opts.parallel_lanes if opts.parallel_lanes is not None
+                           else getattr(cfg_run, "parallel_lanes", 1))
     s.shard = parse_shard(opts.shard, "--shard") if opts.shard is not None else None
     # Flags only: hbench.toml's [run] values were checked where it was read, and are
     # reported by their TOML key (config.run_problems), never as a flag they were not.
@@ -335,8 +336,9 @@ def select_lanes(opts: RunOptions, registries: Any, config: Any, plugins: Any = 
         from hbench.plugin_manager import get_plugins
 
         return discovered_lanes(plugins or get_plugins())
-    if "embedded" in known:
-        return [known["embedded"]]
+    fallback = [known[n] for n in sorted(known) if "default" in known[n].tags]  # a plugin's fallback lane
+    if fallback:
+        return fallback[:1]
     raise BadInput("no lanes to run: add [lanes.NAME] to hbench.toml, pass --lanes, or "
                    "--lane-url URL --model ID (or pip install 'hermes-bench[embedded]' for the default lane)")
 
@@ -1215,12 +1217,13 @@ class Runner:
             from hbench.scoring import error_summary
 
             attempt.check = CheckResult(False, f"not checked: the attempt errored ({error_summary(attempt.error)})")
-        else:
-            attempt.check = judge(prompt, attempt, decoys=self.prompt_decoys[prompt.id],
-                                  fail_first=self.prompt_fail_first[prompt.id], check=bounded)
-        attempt.check_s = check_s[0]
         aliases_fn = getattr(agent, "attempt_aliases", None)
         aliases = aliases_fn(attempt.tool_calls) if callable(aliases_fn) else getattr(agent, "tool_aliases", {})
+        if attempt.error is None:
+            # the expected tool not called is named first in the why (hbench.scenario.judge)
+            attempt.check = judge(prompt, attempt, decoys=self.prompt_decoys[prompt.id],
+                                  fail_first=self.prompt_fail_first[prompt.id], check=bounded, aliases=aliases)
+        attempt.check_s = check_s[0]
         attempt.tool_ok, attempt.passed = attempt_outcome(attempt, prompt, aliases)
         self.journal.append_attempt(attempt)
         log.info("attempt.finished", lane=spec.name, prompt=prompt.id, n=n, passed=attempt.passed,

@@ -185,3 +185,15 @@ def test_node_is_not_part_of_the_fingerprint() -> None:
 
     a, b = LaneSpec(name="x", base_url="http://h:1/v1"), LaneSpec(name="x", base_url="http://h:1/v1", node="spark2")
     assert lane_fingerprint(a, {}) == lane_fingerprint(b, {})
+
+
+def test_parallel_lanes_from_hbench_toml(tmp_path: Path) -> None:
+    from hbench.config import load_config
+    from hbench.errors import ConfigError
+
+    toml = tmp_path / "hbench.toml"
+    toml.write_text("[run]\nparallel_lanes = 3\n")
+    assert load_config(toml).run.parallel_lanes == 3
+    toml.write_text("[run]\nparallel_lanes = 0\n")
+    with pytest.raises(ConfigError, match="run.parallel_lanes: 0 is not usable"):
+        load_config(toml)
