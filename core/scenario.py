@@ -39,9 +39,41 @@ def judge(
     decoys: Iterable[str] = (),
     fail_first: Mapping[str, int] | None = None,
     check: Callable[[Any, str], CheckResult] = run_check,
+    aliases: Mapping[str, Iterable[str]] | None = None,
 ) -> CheckResult:
-    """The check result of one attempt, scenario fields included. In order, the first
-    failure is the ``why``:
+    """The check result of one attempt, scenario fields included.
+
+    When the attempt called none of the tools ``expect_tool_any`` asks for (``aliases``:
+    the agent's, as :func:`hbench.scoring.attempt_outcome` uses them), that is the primary
+    cause and the ``why`` names it first: ``expected tool not called: warranty_lookup
+    (its calls: stock_level)``, then what else went wrong (or that the answer alone
+    passed its check). A ``fail_first`` tool the prompt did not want is then never
+    blamed for a missing retry. Otherwise see :func:`_verdict`.
+    """
+    from hbench.scoring import expected_tool_called
+
+    if expected_tool_called(attempt, prompt, aliases):
+        return _verdict(prompt, attempt, decoys, fail_first, check)
+    names = list(dict.fromkeys(
+        tc.name + (" (unknown tool)" if (tc.error or "").startswith("unknown tool") else "")
+        for tc in attempt.tool_calls))
+    wanted = " or ".join(t for t in prompt.expect_tool_any if t and t.strip())
+    missed = (f"expected tool not called: {wanted} "
+              f"({'its calls: ' + ', '.join(names) if names else 'no tool was called'})")
+    rest = _verdict(prompt, attempt, decoys, None, check)
+    if rest.passed:
+        return CheckResult(False, f"{missed}; the answer alone passed its check ({rest.why})")
+    return CheckResult(False, f"{missed}; {rest.why}")
+
+
+def _verdict(
+    prompt: Prompt,
+    attempt: Attempt,
+    decoys: Iterable[str],
+    fail_first: Mapping[str, int] | None,
+    check: Callable[[Any, str], CheckResult],
+) -> CheckResult:
+    """The scenario fields and the check. In order, the first failure is the ``why``:
 
     1. ``forbid_tools``: any call of a forbidden tool (``"*"``: any call) fails, whatever
        the answer;

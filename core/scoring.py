@@ -71,14 +71,25 @@ def tool_satisfied(
     return any(tok in cand for tok in tokens for cand in candidates)
 
 
+def called_tools(attempt: Attempt) -> list[str]:
+    """The names of the tools an attempt really called, in order. A hallucinated tool (one
+    the agent does not offer) did nothing: it cannot satisfy ``expect_tool_any`` just
+    because its invented name contains the token."""
+    return [tc.name for tc in attempt.tool_calls if not (tc.error or "").startswith("unknown tool")]
+
+
+def expected_tool_called(
+    attempt: Attempt, prompt: Prompt, aliases: Mapping[str, Iterable[str]] | None = None
+) -> bool:
+    """``tool_ok``: the attempt called a tool ``expect_tool_any`` asks for (or it asks none)."""
+    return tool_satisfied(prompt.expect_tool_any, called_tools(attempt), aliases)
+
+
 def attempt_outcome(
     attempt: Attempt, prompt: Prompt, aliases: Mapping[str, Iterable[str]] | None = None
 ) -> tuple[bool, bool]:
     """``(tool_ok, passed)`` for one attempt whose ``check`` result is already set."""
-    # A hallucinated tool (one the agent does not offer) did nothing: it cannot satisfy
-    # expect_tool_any just because its invented name contains the token.
-    called = [tc.name for tc in attempt.tool_calls if not (tc.error or "").startswith("unknown tool")]
-    tool_ok = tool_satisfied(prompt.expect_tool_any, called, aliases)
+    tool_ok = expected_tool_called(attempt, prompt, aliases)
     check_ok = attempt.check is not None and bool(attempt.check.passed)
     passed = tool_ok and check_ok and attempt.runaway is None and attempt.error is None
     return tool_ok, passed

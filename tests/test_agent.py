@@ -19,6 +19,7 @@ from hbench.plugins.agents.builtin import BuiltinAgent
 from hbench.sandbox import Sandbox
 from hbench.suite import load_suite, render_fixtures
 from hbench.testing import answer, call, calls
+from hbench.tools import ToolError
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,36 @@ def test_loop_is_a_runaway(scripted_server, suite, fixtures, tmp_path) -> None:
     assert a.runaway == "loop" and a.error is None
     assert len(srv.chat_requests) == 3 and len(a.tool_calls) == 3
     assert [tc.ok for tc in a.tool_calls] == [True, True, False]
+
+
+def test_a_retry_after_a_tool_error_is_not_a_loop(scripted_server, suite, fixtures, tmp_path) -> None:
+    # the same failing call again and again is recovery, not a loop: only max_turns stops it
+    # (before: the third identical call was refused as a loop, so a tool that fails its
+    # first two calls on purpose -- suite format 2's fail_first: 2 -- could not be passed)
+    srv = scripted_server({"RETRY": [call("read_file", path="no-such-file.txt")]})  # repeats forever
+    a = BuiltinAgent().run_attempt(make_ctx(srv, suite, fixtures, tmp_path, "RETRY", max_turns=5))
+    assert a.runaway == "max_turns" and len(a.tool_calls) == 5
+    assert all(not tc.ok and "not run" not in tc.error for tc in a.tool_calls)
+    # errors then successes: only the successful runs count toward the loop
+    class Flaky:
+        name = "flaky"
+        calls = 0
+
+        def schema(self):  # noqa: ANN201
+            return {"type": "function", "function": {"name": "flaky", "description": "",
+                                                     "parameters": {"type": "object", "properties": {}}}}
+
+        def call(self, args, sandbox):  # noqa: ANN001, ANN201
+            Flaky.calls += 1
+            if Flaky.calls <= 2:
+                raise ToolError("503: try again")
+            return "ok"
+
+    srv = scripted_server({"FLAKY": [call("flaky")]})  # repeats forever
+    ctx = attrs.evolve(make_ctx(srv, suite, fixtures, tmp_path, "FLAKY", n=2), tools={"flaky": Flaky()})
+    a = BuiltinAgent().run_attempt(ctx)
+    assert a.runaway == "loop" and [tc.ok for tc in a.tool_calls] == [False, False, True, True, False]
+    assert a.tool_calls[-1].error == "not run: the same call already succeeded 2 times (loop)"
 
 
 def test_max_turns_is_a_runaway(scripted_server, suite, fixtures, tmp_path) -> None:

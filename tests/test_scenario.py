@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -387,6 +388,51 @@ def test_each_scenario_field_end_to_end(decoys, scripted_server, tmp_path: Path)
     assert "## Per category" in summary and "| correction | 2 | core 0/2 · 50% |" in summary
 
 
+def test_the_missing_expected_tool_is_named_first(decoys, scripted_server, tmp_path: Path) -> None:  # noqa: ANN001
+    # picking another suite tool (one that fails its first call on purpose) instead of the one
+    # the prompt expects: the why names the missing tool first, never "no retry" of the wrong one
+    root = copy_suite(tmp_path)
+    rewrite(root / "prompts.jsonl", lambda rows: rows + [{
+        "id": "wrongtool", "category": "selection", "prompt": "WRONGTOOL: what is the total of order {{order_id}}?",
+        "tools": ["lookup_order", "check_stock"], "expect_tool_any": ["lookup_order"],
+        "check": {"kind": "number", "value": "{{order_total}}", "tolerance": 0.01}}])
+    srv = scripted_server({"WRONGTOOL": {"attempts": [
+        [call("lookup_order", order_id="A-1043"), answer("The total is $417.50.")],
+        [call("check_stock", sku="A-1043"), answer("I could not reach the system.")],
+        [call("check_stock", sku="A-1043"), answer("The total is $417.50.")],
+        [answer("The total is $417.50.")],
+    ]}})
+    (sc,) = run_suite(srv, tmp_path / "w", suite=str(root), categories="selection", runs=4,
+                      concurrency=1).scorecards
+    wrong = prompts_of(sc)["wrongtool"].attempts
+    assert [a.passed for a in wrong] == [True, False, False, False]
+    assert wrong[1].why.startswith("expected tool not called: lookup_order (its calls: check_stock); "), wrong[1].why
+    assert "no retry" not in wrong[1].why
+    assert wrong[2].why.startswith("expected tool not called: lookup_order (its calls: check_stock); "
+                                   "the answer alone passed its check ("), wrong[2].why
+    assert wrong[3].why.startswith("expected tool not called: lookup_order (no tool was called); "), wrong[3].why
+    # the right tool called, then failing its first call and never retried: still "no retry"
+    srv.set_scripts(scripts(the_decoy(decoys)))
+    (sc,) = run_suite(srv, tmp_path / "r", categories="recovery", runs=2).scorecards
+    assert prompts_of(sc)["recovery"].attempts[1].why.startswith("no retry after the first error: check_stock")
+
+
+def test_fail_first_2_is_passed_by_retrying(decoys, scripted_server, tmp_path: Path) -> None:  # noqa: ANN001
+    # three identical calls, the first two failing on purpose, are a recovery, not a loop
+    root = copy_suite(tmp_path)
+    rewrite(root / "tools.jsonl", lambda rows: [{**r, "fail_first": 2} if r["name"] == "check_stock" else r
+                                                for r in rows])
+    again = call("check_stock", sku="SKU-7731")
+    srv = scripted_server({"RECOVERY": {"attempts": [[again, again, again, answer("12 on hand.")],
+                                                      [again, again, answer("The system is down.")]]}})
+    (sc,) = run_suite(srv, tmp_path / "f", suite=str(root), categories="recovery", runs=2,
+                      concurrency=1).scorecards
+    rec = prompts_of(sc)["recovery"].attempts
+    assert [a.passed for a in rec] == [True, False] and rec[0].runaway is None, [(a.runaway, a.why) for a in rec]
+    assert rec[1].why.startswith("no retry after the first error: check_stock fails its first 2 calls on purpose "
+                                 "and was called 2 times; ")
+
+
 def test_scores_are_identical_at_concurrency_1_and_8(decoys, scripted_server, tmp_path: Path) -> None:  # noqa: ANN001
     decoy = the_decoy(decoys)
     srv = scripted_server(scripts(decoy))
@@ -445,15 +491,18 @@ def test_judge_why_names_what_went_wrong(decoys) -> None:  # noqa: ANN001
 
     s = load_suite(SUITE, decoys)
     by = {p.id: p for p in s.prompts}
-    ok = Attempt(lane="l", prompt_id="followup", n=1, answer="$1,980.20", answers=["$2,754.85", "$1,980.20"])
+    read = [ToolCall(name="read_file", arguments={"path": "ops/expenses.md"})]  # followup expects a read
+    ok = Attempt(lane="l", prompt_id="followup", n=1, answer="$1,980.20", answers=["$2,754.85", "$1,980.20"],
+                 tool_calls=read)
     assert judge(by["followup"], ok).passed
-    short = Attempt(lane="l", prompt_id="followup", n=1, answer="$2,754.85", answers=["$2,754.85"])
+    assert judge(by["followup"], attrs.evolve(ok, tool_calls=[])).why.startswith(
+        "expected tool not called: read (no tool was called); the answer alone passed its check (")
+    short = Attempt(lane="l", prompt_id="followup", n=1, answer="$2,754.85", answers=["$2,754.85"],
+                    tool_calls=read)
     assert judge(by["followup"], short).why == ("ignored follow-up: answered 0 of 1 follow-ups "
                                                 "(no answer to 'Sorry, I meant February.')")
     raising = type("Boom", (), {"check": lambda self, a: (_ for _ in ()).throw(RuntimeError("x"))})()
     p = by["restraint"]
-    import attrs
-
     r = judge(attrs.evolve(p, check=raising), Attempt(lane="l", prompt_id="r", n=1, answer="Paris"))
     assert not r.passed and "RuntimeError" in r.why
     calls = [ToolCall(name="READ_FILE", arguments={"path": "x"})]
@@ -469,7 +518,6 @@ def test_judge_why_names_what_went_wrong(decoys) -> None:  # noqa: ANN001
 
 def _card(name: str, pass_rate: float, ci: tuple[float, float], mem: float | None, tok_s: float | None,
           p50: float | None) -> Any:
-    import attrs
 
     from hbench.report import load_scorecard
 

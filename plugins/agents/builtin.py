@@ -10,7 +10,9 @@ Limits, each a **runaway** with its reason:
 * ``timeout`` - the attempt's deadline (``timeout_s``) passed; the client closes the
   in-flight request, so the server stops decoding it;
 * ``max_turns`` - the model still calls tools after ``max_turns`` requests;
-* ``loop`` - the same tool called with the same arguments ``LOOP_REPEATS`` times.
+* ``loop`` - the same tool called with the same arguments ``LOOP_REPEATS`` times, the
+  earlier ones successful (a retry after a tool error is recovery, never a loop; a tool
+  that keeps failing is bounded by ``max_turns`` and the timeout).
 
 Malformed tool-call arguments are a **format error**: the model is told (as the tool
 result) and the broken call is replayed to the server as ``{}``, never verbatim (a
@@ -34,7 +36,8 @@ from hbench.models import Attempt, ToolCall, Turn
 from hbench.sandbox import Sandbox
 from hbench.tools import ToolError
 
-#: the same call (name + arguments) this many times in one attempt is a loop
+#: the same call (name + arguments) this many times in one attempt, after
+#: ``LOOP_REPEATS - 1`` successful runs of it, is a loop (failed runs do not count)
 LOOP_REPEATS = 3
 #: characters of one tool result the model sees
 MAX_TOOL_RESULT = 40_000  # above read_file's 32 KiB cap, so its own truncation note survives
@@ -209,16 +212,19 @@ class BuiltinAgent(Agent):
                 record.error = f"unknown tool {tc.name!r}; the tools are: {', '.join(sorted(tools))}"
                 attempt.unknown_tools += 1
             else:
+                # `seen` counts the identical calls that succeeded: a retry after a tool error
+                # is recovery, not a loop (a suite tool with fail_first: 2 needs a third call)
                 key = (tc.name, json.dumps(args, sort_keys=True, default=str))
-                seen[key] += 1
-                if seen[key] >= self.loop_repeats:
-                    looping = f"{tc.name}({key[1][:200]}) x{seen[key]}"
+                if seen[key] + 1 >= self.loop_repeats:
+                    looping = f"{tc.name}({key[1][:200]}) x{seen[key] + 1}"
                     record.ok = False
-                    record.error = f"not run: the same call was made {seen[key]} times (loop)"
+                    record.error = (f"not run: the same call already succeeded {seen[key]} "
+                                    f"time{'s' if seen[key] != 1 else ''} (loop)")
                     attempt.tool_calls.append(record)
                     break
                 try:
                     record.result = _cap(tools[tc.name].call(args, sandbox))
+                    seen[key] += 1
                 except ToolError as exc:
                     record.ok, record.error = False, str(exc)
                 except Exception as exc:  # noqa: BLE001 - a tool bug is a tool error, never a crash
