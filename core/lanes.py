@@ -131,6 +131,9 @@ class LaneKind:
     description: ClassVar[str] = ""
     #: metrics endpoints to try, relative to the server root (empty = no metrics)
     metrics_paths: ClassVar[tuple[str, ...]] = ()
+    #: hbench always starts and stops this kind's lanes (it serves them itself), even
+    #: without a start command
+    always_managed: ClassVar[bool] = False
     #: what to tell a user whose server leaks tool calls into content
     tool_call_fix: ClassVar[str] = (
         "enable the server's tool-call parser for this model so calls come back as "
@@ -272,7 +275,7 @@ class LaneKind:
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {scrub(str(exc))[:120]}"
         if r.status_code != 200:
-            what = f"HTTP {r.status_code}: {scrub(_error_text(r))}"
+            what = f"HTTP {r.status_code}: {_error_text(r)}"
             return (None if r.status_code in (429, 500, 502, 503, 504) else False), what
         try:
             choices = response_json(r).get("choices")
@@ -288,18 +291,19 @@ class LaneKind:
 CANARY_HEADER = "X-Hbench-Canary"
 
 
-def _error_text(r: httpx.Response) -> str:
+def _error_text(r: httpx.Response, limit: int = 160) -> str:
+    """The server's error message, scrubbed whole and then cut (a cut must not leave half a key)."""
     try:
         body: Any = response_json(r)
     except ValueError:  # not JSON, or nested too deeply (hbench.limits)
-        return r.text[:160]
+        return scrub(r.text[:4000])[:limit]
     if isinstance(body, dict):
         err = body.get("error", body.get("detail", body.get("message")))
         if isinstance(err, dict):
             err = err.get("message", err)
         if err is not None:
-            return str(err)[:160]
-    return str(body)[:160]
+            return scrub(str(err)[:4000])[:limit]
+    return scrub(str(body)[:4000])[:limit]
 
 
 def prove_generation(running: RunningLane, timeout_s: float, cancel: threading.Event | None = None) -> float:
@@ -315,6 +319,9 @@ def prove_generation(running: RunningLane, timeout_s: float, cancel: threading.E
             if cancel is not None and cancel.is_set():
                 raise LaneWaitCancelled(f"lane {spec.name!r}: interrupted during the generation canary")
             ok, detail = running.kind.canary(spec, http)
+            if ok is False and detail.startswith(("HTTP 401", "HTTP 403")):  # the key, not the engine
+                raise KeyRejected(key_rejected_message(spec, int(detail[5:8]),
+                                                       f"{scrub((spec.base_url or '').rstrip('/'))}/chat/completions"))
             if ok:
                 waited = time.monotonic() - t0
                 get_logger().info("lane.canary_ok", lane=spec.name, canary_s=round(waited, 3))
@@ -506,7 +513,7 @@ def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: flo
 
 def is_managed(spec: LaneSpec, kind: LaneKind) -> bool:
     """Does hbench start and stop this lane (a start command, or one the kind builds)?"""
-    return bool(spec.start) or kind.build_start(spec) is not None or kind.name == "embedded"
+    return bool(spec.start) or kind.build_start(spec) is not None or kind.always_managed
 
 
 def for_a_quick_look(spec: LaneSpec, kind: LaneKind, wait_s: float) -> LaneSpec:
