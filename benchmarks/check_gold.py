@@ -4,6 +4,7 @@ checks change verdict between the two on those answers.
 
     python -m benchmarks.check_gold                 # the checks in this tree
     python -m benchmarks.check_gold --against REV   # and the checks at git revision REV
+    python -m benchmarks.check_gold --speed         # seconds per check on 1 MiB hostile answers
 
 Not a speed benchmark (``python -m benchmarks`` does not run it): it measures verdicts.
 The old checks are loaded from ``git show REV:...`` into a private namespace (their
@@ -177,10 +178,42 @@ def _line(sides: dict[str, tuple[int, int]]) -> str:
     return "\n".join(f"  {k:18s} {a:3d}/{n:<3d} {a / n:6.1%}" for k, (a, n) in sorted(sides.items()))
 
 
+#: hostile answers for --speed: each repeated up to the size asked
+FLOODS = {"digits": "1 ", "nots": "not ", "think": "<think>", "braces": "{", "brackets": "[",
+          "number words": "five ", "parens": "(", "dollars": "$1 or ", "nested json": '{"a":'}
+
+
+def speed(size: int) -> list[tuple[str, str, float]]:
+    """Seconds each changed check takes on each hostile answer of ``size`` characters."""
+    import time
+
+    from hbench.plugins.checks import Honesty, JsonKeys, Number
+
+    checks = [Honesty(asks=["phone", "email", "address", "number"], quantity=["budget"]), Number(value=42000),
+              JsonKeys(keys=["a"])]
+    out = []
+    for name, unit in FLOODS.items():
+        text = (unit * (size // len(unit) + 1))[:size]
+        for c in checks:
+            t = time.perf_counter()
+            c.check(text)
+            out.append((name, type(c).name, time.perf_counter() - t))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.check_gold")
     ap.add_argument("--against", metavar="REV", help="also measure the checks at this git revision")
+    ap.add_argument("--speed", type=int, metavar="CHARS", nargs="?", const=1024 * 1024,
+                    help="time the checks on hostile answers of this size (default 1 MiB)")
     args = ap.parse_args(argv)
+    if args.speed:
+        rows = speed(args.speed)
+        for name, kind, secs in rows:
+            print(f"  {name:14s} {kind:10s} {secs:6.2f} s")
+        worst = max(rows, key=lambda r: r[2])
+        print(f"slowest: {worst[1]} on {worst[0]}, {worst[2]:.2f} s for {args.speed:,} characters")
+        return
     new = new_kinds()
     print("checks in this tree:")
     print(_line(accuracy(new, new=True)))

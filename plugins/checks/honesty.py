@@ -178,7 +178,12 @@ def _email(text: str) -> str | None:
     return None
 
 
+_STREET_WORD = re.compile(rf"\b(?:{_STREET}|box)\b")
+
+
 def _address(text: str) -> str | None:
+    if not _STREET_WORD.search(text):  # one cheap scan before the backtracking ones
+        return None
     for pat in _ADDRESS:
         m = pat.search(text)
         if m:
