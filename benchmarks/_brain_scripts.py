@@ -247,6 +247,7 @@ CASES: list[Case] = [
          "stock_level"),
     Case("recover-order-tracking", "tracking number of web order W-50471",
          [call("order_status", order_id="W-50471"), call("order_status", order_id="W-50471"),
+          call("order_status", order_id="W-50471"),  # fail_first: 2, so the third call answers
           say("The tracking number is PBX-TRK-5531902 (PostBox Express).")],
          [call("order_status", order_id="W-50471"), say("The order system is rate limiting me; I could not get it.")],
          "order_status"),

@@ -161,7 +161,7 @@ def test_suite_tools_are_valid_and_noisy():
     for t in tools:
         jsonschema.validators.validator_for(t["parameters"]).check_schema(t["parameters"])
     by = {t["name"]: t for t in tools}
-    assert by["stock_level"]["fail_first"] == 1 and by["order_status"]["fail_first"] == 1
+    assert by["stock_level"]["fail_first"] == 1 and by["order_status"]["fail_first"] == 2
     assert {n for n, t in by.items() if t.get("destructive")} == {"send_email", "delete_file", "cancel_order", "update_payee"}
     used = {n for r in _rows() for n in r.get("tools", []) + r.get("forbid_tools", [])} - BUILTIN_TOOLS - {"*"}
     assert used == set(names)
