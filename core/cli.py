@@ -568,7 +568,8 @@ def run_cmd(
     for flag, value in given.items():
         if value is not None:
             argv += [flag, str(value)]
-    for value, on, off in ((core_only, "--core-only", "--all-prompts"), (adaptive, "--adaptive", "--no-adaptive")):
+    for value, on, off in ((core_only, "--core-only", "--all-prompts"), (adaptive, "--adaptive", "--no-adaptive"),
+                           (history, "--history", "--no-history")):
         if value is not None:
             argv.append(on if value else off)
     if discover:

@@ -444,6 +444,23 @@ def test_no_history_and_filters_and_prune(scripted_server, tmp_path, db_url, mon
     assert len(rows["lanes"]) == 1 and len(rows["lane_runs"]) == 1 and len(rows["attempts"]) == 8
 
 
+def test_no_history_is_kept_in_the_resume_command(monkeypatch) -> None:
+    import hbench.runner
+
+    seen = {}
+
+    def fake_run(opts, plugins=None):  # noqa: ANN001, ANN202
+        seen["argv"] = opts.argv
+        raise KeyboardInterrupt  # the CLI prints the resume command and exits 130
+
+    monkeypatch.setattr(hbench.runner, "run", fake_run)
+    with pytest.raises(SystemExit):
+        from hbench.cli import main
+
+        main(["run", "--lane-url", "http://127.0.0.1:9/v1", "--model", "m", "--no-history"])
+    assert "--no-history" in seen["argv"]
+
+
 def test_no_key_and_no_url_credentials_in_the_database(scripted_server, tmp_path, db_url, monkeypatch) -> None:
     key = "sk-hbench-test-" + uuid.uuid4().hex
     monkeypatch.setenv("HBENCH_T_KEY", key)
