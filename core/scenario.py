@@ -3,8 +3,9 @@
 DESIGN.md, "Scenario fields (suite format 2)": ``forbid_tools``, ``expect_args``,
 ``turns`` (and the decoys a prompt offered) decide an attempt together with its check.
 :func:`judge` gives the one :class:`~hbench.models.CheckResult` the runner records; its
-``why`` names what went wrong (the forbidden call, the argument mismatch, the ignored
-follow-up, the missing retry, the decoy). No I/O, no clock.
+``why`` names what went wrong (the expected tool not called, first; the forbidden call,
+the argument mismatch, the ignored follow-up, the missing retry, the decoy). No I/O, no
+clock.
 """
 
 from __future__ import annotations
