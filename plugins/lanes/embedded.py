@@ -225,6 +225,7 @@ class EmbeddedKind(LaneKind):
     """llama-cpp-python's OpenAI server with a GGUF, on CPU, managed by hbench."""
 
     name = "embedded"
+    always_managed = True  # hbench serves the GGUF itself
     description = ("Gemma 3 270M Q4_K_M on CPU through llama-cpp-python's OpenAI server, "
                    "started and stopped by hbench (extra: [embedded])")
 
