@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import unicodedata
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from hbench.models import CheckResult
 from hbench.text import valid_text
@@ -320,11 +320,3 @@ def _compile(pattern: str, case_sensitive: bool, where: str) -> Any:
         return re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
     except re.error as exc:
         raise ValueError(f"{where}: not a valid regular expression {pattern!r}: {exc} (escape literal characters with \\)") from None
-
-
-def search_any(compiled: Iterable[Any], text: str) -> Any:
-    """The first compiled pattern that matches ``text``, or None."""
-    for c in compiled:
-        if c.search(text):
-            return c
-    return None

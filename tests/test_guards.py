@@ -18,9 +18,9 @@ PACKAGES = {"core": "hbench", "plugins": "hbench.plugins", "suites": "hbench.sui
 
 #: files over MAX_LINES still to split by job (issue 16), with the split they need
 PENDING_SPLITS: dict[str, str] = {
-    "core/client.py": "client, SSE reader, tool-call normalisation, cancellation/watchdog",
     "core/runner.py": "lane selection, scheduling, progress, scorecard assembly (issue 19 was editing it)",
     "core/suite.py": "loading, validation, rendering of fixtures",
+    "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
     "core/report.py": "markdown rendering to the summary reporter, table code to the reporters",
     "core/cli.py": "commands as built-in command plugins (hbench_register_commands)",
     "plugins/reporters/report_html.py": "CSS/JS into the reporter's assets",

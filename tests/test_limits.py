@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hbench.cli import main
-from hbench.client import ARGS_MAX_DEPTH, parse_arguments
+from hbench.tool_calls import ARGS_MAX_DEPTH, parse_arguments
 from hbench.limits import MAX_DEPTH, LimitError, check_depth, depth, loads_json, loads_toml, read_limited
 from hbench.report import ScorecardError, load_scorecard
 
