@@ -444,6 +444,42 @@ def test_no_history_and_filters_and_prune(scripted_server, tmp_path, db_url, mon
     assert len(rows["lanes"]) == 1 and len(rows["lane_runs"]) == 1 and len(rows["attempts"]) == 8
 
 
+def test_the_live_writer_on_an_existing_sqlite_file_does_not_import_sqlalchemy(tmp_path) -> None:
+    """The run pays no SQLAlchemy import (BENCHMARKS.md 11): sqlite3 writes the same rows."""
+    card_file = tmp_path / "lane.json"
+    data = json.loads((ROOT / "tests" / "data" / "scorecards" / "llamacpp-qwen3-8b.json").read_text())
+    data["provenance"]["run_id"] = "r1"
+    card_file.write_text(json.dumps(data))
+    dbfile = tmp_path / "h.sqlite"
+    env = {**os.environ, "HBENCH_DB": str(dbfile), "HBENCH_HISTORY": "1"}
+    code = ("import json, sys; from hbench.report import scorecard_from_dict\n"
+            "from hbench.plugins.history.live import writer\n"
+            "writer.write(scorecard_from_dict(json.load(open(sys.argv[1]))))\n"
+            "print('sqlalchemy' in sys.modules)\n")
+    first = subprocess.run([sys.executable, "-c", code, str(card_file)], env=env, capture_output=True, text=True)
+    assert first.stdout.strip() == "True", first.stderr  # a new file: created (and stamped) through SQLAlchemy
+    data["provenance"]["run_id"] = "r2"
+    card_file.write_text(json.dumps(data))
+    second = subprocess.run([sys.executable, "-c", code, str(card_file)], env=env, capture_output=True, text=True)
+    assert second.stdout.strip() == "False", second.stderr
+    rows = dump(f"sqlite:///{dbfile}")
+    n_attempts = sum(len(p["attempts"]) for p in data["prompts"])
+    assert sorted(dict(r)["run_id"] for r in rows["runs"]) == ["'r1'", "'r2'"]
+    assert len(rows["attempts"]) == 2 * n_attempts > 0 and len(rows["prompts"]) == 2 * len(data["prompts"])
+    # the same rows as SQLAlchemy writes them
+    from hbench.plugins.history import db
+    from hbench.plugins.history.store import write_lane
+
+    other = tmp_path / "sa.sqlite"
+    from hbench.report import scorecard_from_dict, scorecard_to_dict
+
+    for rid in ("r1", "r2"):  # as the writer passes it: the scorecard structured, then unstructured
+        sc = scorecard_to_dict(scorecard_from_dict({**data, "provenance": {**data["provenance"], "run_id": rid}}))
+        write_lane(db.engine_for(str(other)), sc)
+    assert dump(f"sqlite:///{other}") == rows
+    db.dispose_all()
+
+
 def test_no_history_is_kept_in_the_resume_command(monkeypatch) -> None:
     import hbench.runner
 

@@ -35,9 +35,14 @@ class LiveWriter:
     @staticmethod
     def _open_quietly() -> None:
         try:
+            from hbench.plugins.history.where import exists, resolve_url, sqlite_file
+
+            if sqlite_file(resolve_url()) is not None and exists():
+                import sqlite3  # noqa: F401 - an existing SQLite file: write() uses sqlite3
+                return
             from hbench.plugins.history.db import engine_for
 
-            engine_for()
+            engine_for()  # a new file (created and stamped) or PostgreSQL: SQLAlchemy
         except Exception:  # noqa: BLE001 - write() reports it, with the lane's name
             pass
 
@@ -49,14 +54,17 @@ class LiveWriter:
             warming.join()
         lane = str((getattr(scorecard, "lane", None) or {}).get("name", "?"))
         try:
-            from hbench.plugins.history.db import engine_for
-            from hbench.plugins.history.store import write_lane
+            from hbench.plugins.history.store import write_lane, write_lane_sqlite
             from hbench.report import scorecard_to_dict
 
-            write_lane(engine_for(), scorecard_to_dict(scorecard))
+            data = scorecard_to_dict(scorecard)
+            if write_lane_sqlite(None, data) is None:  # not a SQLite file at the current schema
+                from hbench.plugins.history.db import engine_for
+
+                write_lane(engine_for(), data)
         except Exception as exc:  # noqa: BLE001 - the run goes on; the files keep everything
             from hbench.logging import get_logger, scrub
-            from hbench.plugins.history.db import redact_url
+            from hbench.plugins.history.where import redact_url
 
             get_logger().warning("history.not_written", lane=lane,
                                  error=redact_url(scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])),
