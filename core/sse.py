@@ -1,20 +1,25 @@
 """Server-sent events: one incremental reader for every stream hbench reads (the chat
-client, the throughput probe).
+client, the throughput probe, the throughput sweeps).
 """
 
 from __future__ import annotations
 
 import codecs
-from typing import Iterable
+import json
+import re
+from typing import Any, Iterable, Iterator, NamedTuple
 
-import attrs
 
 
 # --------------------------------------------------------------------------- SSE
 
 
-@attrs.frozen
-class SSEEvent:
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched event (a tuple: ~2x cheaper to build than a frozen attrs class)."""
+
     data: str
     event: str | None = None
     id: str | None = None
@@ -29,8 +34,8 @@ class SSEParser:
     are joined with ``\\n``; a blank line dispatches the event.
     """
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    def __init__(self, errors: str = "strict") -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
         self._buf = ""
         self._data: list[str] = []
         self._event: str | None = None
@@ -53,24 +58,14 @@ class SSEParser:
     def _lines(self, text: str, final: bool) -> list[SSEEvent]:
         out: list[SSEEvent] = []
         start = 0
-        n = len(text)
-        i = 0
-        while i < n:
-            c = text[i]
-            if c == "\n" or c == "\r":
-                if c == "\r" and i + 1 == n and not final:
-                    break  # maybe CRLF split across chunks: wait for the next byte
-                line = text[start:i]
-                i += 2 if (c == "\r" and i + 1 < n and text[i + 1] == "\n") else 1
-                start = i
-                ev = self._line(line)
-                if ev is not None:
-                    out.append(ev)
-                continue
-            i += 1
-        self._buf = text[start:]
-        if final:
-            self._buf = ""
+        for m in _EOL.finditer(text):  # a regex scan: ~3x less CPU than a loop over characters
+            if not final and m.end() == len(text) and m.group() == "\r":
+                break  # maybe CRLF split across chunks: wait for the next byte
+            ev = self._line(text[start:m.start()])
+            start = m.end()
+            if ev is not None:
+                out.append(ev)
+        self._buf = "" if final else text[start:]
         return out
 
     def _line(self, line: str) -> SSEEvent | None:
@@ -104,3 +99,27 @@ def parse_sse(data: bytes | Iterable[bytes]) -> list[SSEEvent]:
         out.extend(parser.feed(bytes(chunk)))
     out.extend(parser.close())
     return out
+
+
+def json_chunks(chunks: Iterable[bytes], errors: str = "replace") -> Iterator[dict[str, Any]]:
+    """The JSON objects of a streamed completion (``data:`` events), in order, up to
+    ``[DONE]``; events that are not a JSON object are skipped. ``chunks``: the body's
+    bytes as they arrive (``response.iter_bytes()``). For measuring (throughput), where
+    a damaged event is skipped rather than fatal: ``errors="replace"``."""
+    parser = SSEParser(errors=errors)
+
+    def events() -> Iterator[SSEEvent]:
+        for chunk in chunks:
+            yield from parser.feed(chunk)
+        yield from parser.close()
+
+    for ev in events():
+        data = ev.data.strip()
+        if data == "[DONE]":
+            return
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            yield obj

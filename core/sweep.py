@@ -34,6 +34,7 @@ import httpx
 
 from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
+from hbench.sse import json_chunks
 
 #: common words: about one token each for most tokenizers
 WORDS = ("the of and to in is it that for on was with as be at by this had not are but from or have an they "
@@ -75,8 +76,6 @@ def fit_rate(points: list[tuple[float, float]]) -> float | None:
 
 def stream(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
     """One streamed request: per-token timestamps, usage, timings, cached tokens."""
-    import json
-
     t0 = time.perf_counter()
     times: list[float] = []
     usage: dict[str, Any] = {}
@@ -84,18 +83,7 @@ def stream(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]
     with http.stream("POST", url, json=body) as r:
         if r.status_code >= 400:
             raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:200]}")
-        for line in r.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
+        for obj in json_chunks(r.iter_bytes()):  # hbench.sse: the one SSE reader
             if isinstance(obj.get("usage"), dict):
                 usage = obj["usage"]
             if isinstance(obj.get("timings"), dict):

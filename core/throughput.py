@@ -20,7 +20,6 @@ timestamp per chunk and the raw ``timings`` object, which a chat response does n
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 import uuid
@@ -31,6 +30,7 @@ import httpx
 from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
 from hbench.models import Throughput
+from hbench.sse import json_chunks
 
 PROMPT = (
     "Write the numbers from one to five hundred as English words, one per line, "
@@ -64,18 +64,7 @@ def _stream_once(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str
     with http.stream("POST", url, json=body) as r:
         if r.status_code >= 400:
             raise _Rejected(r.status_code, r.read().decode(errors="replace"))
-        for line in r.iter_lines():
-            if not line.startswith("data:"):
-                continue  # blank lines, SSE comments (":"), event: lines
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
+        for obj in json_chunks(r.iter_bytes()):  # hbench.sse: the one SSE reader
             if isinstance(obj.get("usage"), dict):
                 usage = obj["usage"]
             if isinstance(obj.get("timings"), dict):

@@ -633,3 +633,14 @@ def test_cancellation_reaches_the_socket_on_the_installed_httpx(scripted_server)
         r = http.get(f"{srv.root_url}/health")
         assert r.status_code == 200
         assert registry.get(_threading.get_ident()) is not None  # this thread's stream was seen
+
+
+def test_json_chunks_is_the_one_sse_reader_for_measuring() -> None:
+    """hbench.sse.json_chunks (throughput, sweeps): events split across chunks, comments,
+    CRLF, non-JSON and non-object events skipped, nothing after [DONE], bad UTF-8 replaced."""
+    from hbench.sse import json_chunks
+
+    body = (b': keep-alive\r\n\r\ndata: {"a": 1}\r\n\r\ndata: not json\n\ndata: [1]\n\n'
+            b'data: {"b": "\xff"}\n\ndata: [DONE]\n\ndata: {"c": 3}\n\n')
+    pieces = [body[i:i + 3] for i in range(0, len(body), 3)]
+    assert list(json_chunks(pieces)) == [{"a": 1}, {"b": "\ufffd"}]
