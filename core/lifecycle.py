@@ -35,6 +35,7 @@ import psutil
 from hbench.errors import LaneError
 from hbench.lanes import LaneKind, RunningLane, check_served_model, prove_generation, ready_timeout, wait_ready
 from hbench.logging import get_logger, scrub
+from hbench.meminfo import mem_available_bytes
 from hbench.models import LaneSpec
 
 MEMINFO = Path("/proc/meminfo")
@@ -52,13 +53,8 @@ UNIFIED_MACHINES = ("dgx spark", "gb10", "jetson", "thor", "grace blackwell")
 
 def mem_available_gb(meminfo: Path | None = None) -> float | None:
     """``MemAvailable`` from /proc/meminfo in GB (10^9 bytes), or None when unreadable."""
-    try:
-        for line in (meminfo or MEMINFO).read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    avail = mem_available_bytes(meminfo or MEMINFO)
+    return None if avail is None else avail / 1e9
 
 
 def unified_memory() -> tuple[bool, str]:
@@ -90,8 +86,9 @@ def memory_floor(spec: LaneSpec) -> tuple[float, str]:
 
 
 def mem_available_gib(meminfo: Path | None = None) -> float | None:
-    gb = mem_available_gb(meminfo)
-    return None if gb is None else gb * 1e9 / 2**30
+    """``MemAvailable`` in GiB (2^30 bytes), or None when unreadable."""
+    avail = mem_available_bytes(meminfo or MEMINFO)
+    return None if avail is None else avail / 2**30
 
 
 def check_floor(spec: LaneSpec) -> None:

@@ -10,29 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hbench.meminfo import parse_meminfo
 from hbench.probes import GIB, Probe
 
 KIB = 1024.0
-
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """``/proc/meminfo`` text -> {field: bytes}. Lines that are not ``Key: N [kB]`` are
-    ignored."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        parts = rest.split()
-        if not parts:
-            continue
-        try:
-            value = int(parts[0])
-        except ValueError:
-            continue
-        unit = parts[1].lower() if len(parts) > 1 else ""
-        out[key.strip()] = value * 1024 if unit == "kb" else value
-    return out
 
 
 def used_bytes(fields: dict[str, int]) -> tuple[int, int] | None:
