@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[str] | None] = {
     "history": None,
     "mcp": None,
     "parallel_lanes": None,
+    "checks": None,
 }
 
 

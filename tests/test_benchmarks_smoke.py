@@ -36,6 +36,7 @@ NAMES = {
     "history": ["history_import", "history_list", "history_compare", "history_overhead"],
     "mcp": ["mcp_start_fresh", "mcp_start_pooled", "mcp_call_overhead"],
     "parallel_lanes": ["parallel_lanes_wall"],
+    "checks": ["checks_slowest"],
 }
 
 

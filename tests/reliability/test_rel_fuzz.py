@@ -28,7 +28,7 @@ from relhelp import write_suite
 DEEP = bool(os.environ.get("HBENCH_FUZZ_DEEP"))
 TIERS = [
     pytest.param(1, id="ci"),
-    pytest.param(10, id="deep", marks=[pytest.mark.slow,
+    pytest.param(10, id="deep", marks=[pytest.mark.slow, pytest.mark.timeout(3600),  # 10x: minutes per target
                                        pytest.mark.skipif(not DEEP, reason="deep fuzz tier: HBENCH_FUZZ_DEEP=1")]),
 ]
 
