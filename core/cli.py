@@ -82,14 +82,11 @@ def load_config():  # noqa: ANN201
 
 
 def all_lanes() -> dict[str, Any]:
-    """Plugin lanes, overridden by hbench.toml lanes of the same name."""
-    reg = registries()
-    lanes = {e.name: e.obj for e in reg.lanes.entries()}
-    for e in reg.lanes.entries():
-        if not lanes[e.name].source:
-            lanes[e.name].source = f"plugin {e.plugin}"
-    lanes.update(load_config().lanes)
-    return lanes
+    """Plugin lanes, overridden by hbench.toml lanes of the same name (copies: a plugin's
+    LaneSpec is never changed)."""
+    from hbench.config import available_lanes
+
+    return available_lanes(registries(), load_config())
 
 
 # --------------------------------------------------------------------------- listing

@@ -346,3 +346,16 @@ def scorecard_name(name: str) -> str:
     from hbench.report import scorecard_filename
 
     return scorecard_filename(name)
+
+
+def available_lanes(registries: Any, config: Any) -> dict[str, Any]:
+    """Every lane by name: plugin lanes (copies: a registered ``LaneSpec`` is never
+    changed), overridden by hbench.toml lanes of the same name. The one lane listing
+    (``hbench lanes``, ``doctor``, ``run``)."""
+    lanes: dict[str, Any] = {}
+    for e in registries.lanes.entries():
+        spec = attrs.evolve(e.obj)
+        spec.source = spec.source or f"plugin {e.plugin}"
+        lanes[e.name] = spec
+    lanes.update(config.lanes)
+    return lanes

@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterable, Sequence, overload
 import attrs
 
 from hbench import __version__
+from hbench.config import available_lanes
 from hbench.errors import BadInput, HBenchError, LaneError
 from hbench.logging import get_logger, scrub
 from hbench.models import Attempt, CheckResult, LaneSpec, Prompt, Scorecard, Suite, Telemetry, Throughput
@@ -282,17 +283,6 @@ def _settings(opts: RunOptions, cfg_run: Any) -> _Settings:
     if bad:
         raise BadInput("; ".join(bad), bad)
     return s
-
-
-def available_lanes(registries: Any, config: Any) -> dict[str, LaneSpec]:
-    """Plugin lanes, overridden by hbench.toml lanes of the same name."""
-    lanes: dict[str, LaneSpec] = {}
-    for e in registries.lanes.entries():
-        spec = attrs.evolve(e.obj)
-        spec.source = spec.source or f"plugin {e.plugin}"
-        lanes[e.name] = spec
-    lanes.update(config.lanes)
-    return lanes
 
 
 def select_lanes(opts: RunOptions, registries: Any, config: Any, plugins: Any = None) -> list[LaneSpec]:

@@ -502,3 +502,25 @@ def test_public_api_is_reexported_from_hbench():
         LaneSpec, Scorecard, LaneKind, Reporter)
     for name in hbench.__all__:
         assert getattr(hbench, name) is not None, name
+
+
+def test_lane_listing_never_changes_a_plugins_lanespec(hbench_plugin):
+    """One lane listing (hbench.config.available_lanes) for `hbench lanes`, doctor and run;
+    it works on copies (the CLI's own listing used to set .source on the plugin's spec)."""
+    from hbench import cli
+    from hbench.config import available_lanes, load_config
+    from hbench.runner import available_lanes as runners
+
+    class Lanes:
+        @hookimpl
+        def hbench_register_lanes(self, register):
+            register(LaneSpec(name="mine", kind="openai", base_url="http://127.0.0.1:9/v1"))
+
+    hbench_plugin(Lanes(), name="lanes-plugin")
+    reg = get_plugins().registries
+    original = reg.lanes.get("mine")
+    listed = cli.all_lanes()["mine"]
+    assert listed.source == "plugin lanes-plugin" and original.source in (None, "")
+    assert listed is not original
+    assert runners is available_lanes
+    assert available_lanes(reg, load_config(None, lane_kinds=reg.lane_kinds.names()))["mine"] == listed
