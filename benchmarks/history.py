@@ -13,8 +13,8 @@
   attempts a prompt. Runs with the writer on and off are alternated (real processes) and
   their medians printed, but on a shared machine their difference is noise; the figure
   is the writer's own CPU (a fresh process writing that run's scorecards as the writer
-  does, SQLAlchemy's import included, minus one only reading them) over the run's wall
-  time. Goal: < 1%.
+  does, its imports included, minus one only reading them) over the run's wall time.
+  Goal: < 1%.
 
 The figures are CPU times (user + system) of the commands: on a loaded machine wall time
 mostly measures the load, and a single-threaded command's CPU time is its wall time on an
@@ -180,7 +180,7 @@ def bench_overhead(tmp: Path, srv_url: str, suite: str, runs: int, pairs: int) -
     m_on, m_off = statistics.median(on), statistics.median(off)
     # the writer's own cost, measured apart (the run-to-run noise of a loaded machine is
     # larger than the writer): CPU of a fresh process that writes the run's scorecards as
-    # the writer does (SQLAlchemy's import included) minus one that only reads them
+    # the writer does (imports included) minus one that only reads them
     code = ("import json, pathlib, sys; from hbench.report import load_scorecard\n"
             "cards = [load_scorecard(p) for p in sorted(pathlib.Path(sys.argv[1]).glob('*.json'))]\n"
             "if sys.argv[2] == '1':\n    from hbench.plugins.history.live import writer\n"
@@ -197,7 +197,7 @@ def bench_overhead(tmp: Path, srv_url: str, suite: str, runs: int, pairs: int) -
             runs_cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         cost[w] = statistics.median(runs_cpu)
     writer_cpu = cost["1"] - cost["0"]
-    print(f"  the writer alone (fresh process: SQLAlchemy import, open, write the run's lanes): {writer_cpu:.3f} s CPU")
+    print(f"  the writer alone (a fresh process writing the run's lanes as the writer does): {writer_cpu:.3f} s CPU")
     return m_on, m_off, writer_cpu / m_off, (m_on - m_off) / m_off
 
 
