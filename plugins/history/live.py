@@ -1,8 +1,9 @@
 """The live writer: each lane goes into the run database as it finishes.
 
-It stores the scorecard exactly as ``<lane>.json`` holds it (``scorecard_to_dict``) through
-:func:`hbench.plugins.history.store.write_lane`, the function ``hbench history import``
-uses, so the two agree. A database that cannot be written never fails the run: the
+It stores the scorecard exactly as ``<lane>.json`` holds it (``scorecard_to_dict``) with the
+row planner ``hbench history import`` uses (:mod:`hbench.plugins.history.store`), so the two
+agree: through sqlite3 when the database is a SQLite file at the current schema (no
+SQLAlchemy import in the run), else through SQLAlchemy. A database that cannot be written never fails the run: the
 warning says why and how to add the lane later (``hbench history import OUT``).
 """
 
