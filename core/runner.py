@@ -1032,12 +1032,8 @@ class Runner:
         return f"{why} before this lane started" if not_started else why
 
     def _sampler(self, spec: LaneSpec, running: Any, warnings: list[str]) -> Any:
-        try:
-            from hbench.probes import Sampler
-        except ImportError:
-            warnings.append("telemetry: not measured (no sampler in this install)")
-            self.log.warning("telemetry.not_measured", lane=spec.name, reason="hbench.probes.Sampler missing")
-            return None
+        from hbench.probes import Sampler
+
         probes = [self.reg.probes.get(n) for n in self.reg.probes.names()]
         try:
             return Sampler(probes, hz=self.s.sample_hz).start(spec.name, pid=running.pid, lane=running.spec)
@@ -1047,11 +1043,8 @@ class Runner:
             return None
 
     def _throughput(self, running: Any) -> Throughput:
-        try:
-            from hbench.throughput import measure
-        except ImportError:
-            self.log.warning("throughput.not_measured", lane=running.spec.name, reason="hbench.throughput missing")
-            return Throughput(error="not measured (no throughput probe in this install)")
+        from hbench.throughput import measure
+
         try:
             return measure(running)
         except Exception as exc:  # noqa: BLE001

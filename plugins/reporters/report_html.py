@@ -630,10 +630,8 @@ Lanes are ranked by the honesty gate, then core_pass, pass_rate, consistency, fe
 
 def _trends(scorecards: list[Scorecard]) -> str:
     """Each lane's core_pass and pass_rate over its last runs, when the run database has them."""
-    try:
-        from hbench.plugins.history.trends import trends_html
-    except ImportError:  # pragma: no cover - an install without the history plugin
-        return ""
+    from hbench.plugins.history.trends import trends_html  # a built-in plugin: always installed
+
     return trends_html(list(scorecards))
 
 
