@@ -124,6 +124,9 @@ class Handler(BaseHTTPRequestHandler):
             if not s.loaded():
                 return self._send(503, {"object": "health.response", "message": "not ready"})
             return self._send(200, {"object": "health.response", "message": "ready"})
+        if s.kind == "llamacpp" and not s.loaded() and path in ("/props", "/metrics", "/slots"):
+            # the real llama-server answers every route 503 while it loads (issue 21)
+            return self._send(503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
         if path == "/props" and s.kind == "llamacpp":
             return self._send(200, {"default_generation_settings": {"n_ctx": s.ctx}, "total_slots": 1})
         if (path == "/metrics" and s.kind in ("llamacpp", "vllm", "sglang")) or (path == "/v1/metrics" and s.kind == "nim"):

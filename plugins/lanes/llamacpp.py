@@ -130,6 +130,14 @@ class LlamaCppKind(LaneKind):
             return False, f"loading model (/health -> 503: {_message(r)})"
         return False, f"/health -> {r.status_code}"
 
+    def prefix_cache_hit_rate(self, metrics: dict[str, float]) -> float | None:
+        """Share of prompt tokens served from the prompt cache since the server started:
+        ``prompt_tokens_cached_total`` over it plus ``prompt_tokens_total`` (the evaluated ones)."""
+        cached, evaluated = metrics.get("llamacpp:prompt_tokens_cached_total"), metrics.get("llamacpp:prompt_tokens_total")
+        if cached is None or evaluated is None or cached + evaluated <= 0:
+            return None
+        return cached / (cached + evaluated)
+
     def tool_call_hint(self, lane: LaneSpec, http: httpx.Client) -> str | None:
         """Read ``/props``: a chat template without tool support (``chat_template_caps``
         says so, or the template never mentions tools) explains answers in prose."""
