@@ -51,7 +51,8 @@ def quick(name: str) -> subprocess.CompletedProcess:
 
 
 def test_every_module_is_listed() -> None:
-    modules = {p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.stem.startswith("_")}
+    # check_gold measures verdicts (accuracy on the gold sets), not speed: run on its own
+    modules = {p.stem for p in (ROOT / "benchmarks").glob("*.py") if not p.stem.startswith("_")} - {"check_gold"}
     assert modules == set(BENCHMARKS) == set(NAMES)
 
 
