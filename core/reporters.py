@@ -19,6 +19,9 @@ class Reporter:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: write each lane's file as that lane finishes (``write([scorecard], ...)``, so a
+    #: stopped run keeps every finished lane), not again over all lanes at the end
+    per_lane: ClassVar[bool] = False
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:  # pragma: no cover
         raise NotImplementedError

@@ -820,36 +820,38 @@ class Runner:
         return {"journal": self.journal_path, "suite": self.suite, "allow_mixed": True, "prefer": self.s.prefer,
                 "fail_under": list(getattr(self, "_fail_under_lines", []))}
 
-    def _json_reporter(self) -> Any:
-        return next((r for r in self.reporters if getattr(r, "name", None) == "json"), None)
+    def _lane_reporters(self) -> list[Any]:
+        """Reporters that write each lane's file as the lane finishes (``Reporter.per_lane``:
+        the json scorecard)."""
+        return [r for r in self.reporters if getattr(r, "per_lane", False)]
 
     def _write_lane_scorecard(self, sc: Scorecard, scorecards: LaneScorecards) -> bool:
-        """The json reporter writes this lane's ``<lane>.json`` now (a stopped or crashed
-        run keeps every finished lane's scorecard); the scorecard joins ``scorecards``."""
+        """The per-lane reporters write this lane's file now (a stopped or crashed run keeps
+        every finished lane's scorecard); the scorecard joins ``scorecards``."""
         from hbench.report import scorecard_filename
 
         scorecards.add(sc)
-        rep = self._json_reporter()
-        if rep is None:
-            return True
         lane = str(sc.lane.get("name") or "lane")
         fname = scorecard_filename(lane)
         other = self._json_files.setdefault(fname, lane)
-        try:
-            if other != lane:
-                raise ValueError(f"lanes {other!r} and {lane!r} would both be written to {fname}; rename one")
-            rep.write([sc], self.out, self._context())
-        except HBenchError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one broken reporter must not lose the rest
-            self.log.error("report.failed", reporter="json", lane=lane, error=scrub(f"{type(exc).__name__}: {exc}"))
-            return False
-        return True
+        ok = True
+        for rep in self._lane_reporters():
+            try:
+                if other != lane:
+                    raise ValueError(f"lanes {other!r} and {lane!r} would both be written to {fname}; rename one")
+                rep.write([sc], self.out, self._context())
+            except HBenchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken reporter must not lose the rest
+                self.log.error("report.failed", reporter=getattr(rep, "name", "?"), lane=lane,
+                               error=scrub(f"{type(exc).__name__}: {exc}"))
+                ok = False
+        return ok
 
     def _write_reports(self, scorecards: LaneScorecards) -> bool:
-        """Every reporter but json (written per lane) over all the run's scorecards."""
-        json_rep = self._json_reporter()
-        others = [r for r in self.reporters if r is not json_rep]
+        """Every reporter but the per-lane ones (written as each lane finished) over all
+        the run's scorecards."""
+        others = [r for r in self.reporters if not getattr(r, "per_lane", False)]
         if not others:
             return True
         ok = True

@@ -22,6 +22,7 @@ VALIDATE_ENV = "HBENCH_VALIDATE_SCORECARDS"
 class JsonReporter(Reporter):
     name: ClassVar[str] = "json"
     description: ClassVar[str] = "<lane>.json: the scorecard (schema hbench.scorecard/1)"
+    per_lane: ClassVar[bool] = True
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:
         from hbench.report import scorecard_filename, scorecard_to_dict, validate_scorecard, write_json_atomic
