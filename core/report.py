@@ -883,10 +883,11 @@ def rebuild_reports(
     base = first if first.is_dir() else paths[0].parent
     out = Path(out_dir) if out_dir is not None else base
     journal = base / "journal.jsonl"
-    names = reporters or ["md", "html"]
+    names = reporters or [n for n in registries.reporters.names()
+                          if getattr(registries.reporters.get(n), "default_for_report", False)]
     for n in names:
         if n not in registries.reporters:
-            raise ScorecardError(registries.reporters.unknown(n) + "; choose with --report md,html")
+            raise ScorecardError(registries.reporters.unknown(n) + "; choose with --report NAME,...")
     context = {"journal": journal if journal.is_file() else None, "suite": None, "allow_mixed": allow_mixed,
                "prefer": prefer}
     written: list[Path] = []

@@ -22,6 +22,8 @@ class Reporter:
     #: write each lane's file as that lane finishes (``write([scorecard], ...)``, so a
     #: stopped run keeps every finished lane), not again over all lanes at the end
     per_lane: ClassVar[bool] = False
+    #: ``hbench report`` writes it when no ``--report`` is given (the summary and the page)
+    default_for_report: ClassVar[bool] = False
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:  # pragma: no cover
         raise NotImplementedError

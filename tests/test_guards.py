@@ -56,8 +56,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/doctor.py", "read_file"): "the tool doctor's tool-call probe offers",
     ("core/probes.py", "nvml"): "which probes are GPU probes (memory source)",
     ("core/probes.py", "nvidia-smi"): "which probes are GPU probes (memory source)",
-    ("core/report.py", "md"): "default reporters named in core",
-    ("core/report.py", "html"): "default reporters named in core",
     ("core/scoring.py", "honesty"): "the gate's name when no prompt names one",
 }
 

@@ -637,6 +637,7 @@ def _trends(scorecards: list[Scorecard]) -> str:
 
 class HtmlReporter(Reporter):
     name: ClassVar[str] = "html"
+    default_for_report: ClassVar[bool] = True
     description: ClassVar[str] = "report.html: one self-contained page with the table, charts and transcripts"
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:

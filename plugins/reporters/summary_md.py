@@ -16,6 +16,7 @@ from hbench.reporters import Reporter
 
 class MarkdownReporter(Reporter):
     name: ClassVar[str] = "md"
+    default_for_report: ClassVar[bool] = True
     description: ClassVar[str] = "summary.md: rank table, per-prompt matrix, telemetry, latency"
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:
