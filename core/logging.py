@@ -91,14 +91,15 @@ def secret_forms(value: str) -> set[str]:
     return {f for f in forms if len(f) >= 6 or f == value}
 
 
-#: ``scheme://user:password@`` (also JSON-escaped ``:\/\/``): the userinfo is dropped
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*:(?:\\?/){2})(?P<info>[^/\\?#@\s\"'<>]+)@")
+#: ``scheme://user:password@`` (also JSON-escaped ``:\/\/``): the userinfo is dropped. The
+#: pattern starts at the ``:`` (a literal: scanned fast), not at the scheme's first letter
+_USERINFO = re.compile(r"(?P<scheme>:(?:\\?/){2})(?P<info>[^/\\?#@\s\"'<>]+)@")
 
 
 def scrub(text: str) -> str:
     """Remove every registered secret (in each of its forms) from ``text``, as ``***``, and
     the userinfo (``user:password@``) of any URL in it."""
-    if "@" in text and "/" in text:
+    if "@" in text and (":/" in text or ":\\/" in text):
         text = _USERINFO.sub(r"\g<scheme>", text)
     for s in _FORMS_SORTED:
         if s in text:
