@@ -162,7 +162,7 @@ def test_hbench_run_short_tier_on_a_managed_llama_server(gguf, tmp_path):
     """`hbench run --tags short --runs 1` on a managed llama-server lane: mechanics, not score."""
     cfg = tmp_path / "hbench.toml"
     cfg.write_text(f'[lanes.ls]\nkind = "llamacpp"\ncontext_length = 4096\nstop_grace_s = 5\n'
-                   f'memory_return_timeout_s = 5\n[lanes.ls.options]\nmodel_path = {json.dumps(str(gguf))}\n'
+                   f'memory_return_timeout_s = 5\nmax_tokens = 48\n[lanes.ls.options]\nmodel_path = "@embedded"\n'
                    f'binary = {json.dumps(BINARY)}\nargs = ["-t", "1"]\n')
     out = tmp_path / "results"
     r = subprocess.run([sys.executable, "-m", "hbench", "--config", str(cfg), "run", "--lanes", "ls",
