@@ -269,10 +269,25 @@ class LaneImitation:
         self._port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._bind_timer: threading.Timer | None = None
+        self._bind_lock = threading.Lock()
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.state.requests
+
+    def finish_loading(self) -> None:
+        """Be loaded from now on (bound, healthy): a test that must first see the loading
+        state starts with a long ``load_s`` or ``never_ready`` and calls this when it has,
+        instead of racing a timer on a busy machine."""
+        if self._bind_timer:
+            self._bind_timer.cancel()
+        self._bind_once()
+        self.state.load_s, self.state.never_ready = 0.0, False
+
+    def _bind_once(self) -> None:
+        with self._bind_lock:
+            if self._httpd is None:
+                self._bind()
 
     def _bind(self) -> None:
         handler = type("H", (Handler,), {"state": self.state})
@@ -286,7 +301,7 @@ class LaneImitation:
                 from hbench.lanes import free_port
 
                 self._port = free_port()
-            self._bind_timer = threading.Timer(self.state.load_s, self._bind)  # refused until then
+            self._bind_timer = threading.Timer(self.state.load_s, self._bind_once)  # refused until then
             self._bind_timer.start()
         else:
             self._bind()

@@ -59,26 +59,32 @@ def test_llamacpp_health_503_while_loading_then_ready():
 
 
 def test_vllm_connection_refused_while_loading_then_health():
-    with LaneImitation(kind="vllm", load_s=0.8, ctx=32768) as srv:
+    # loads (binds its port) once hbench has reported waiting, not on a 0.8 s timer that a
+    # busy machine can outrun before the first check
+    with LaneImitation(kind="vllm", load_s=600, ctx=32768) as srv:
         spec = spec_for(srv, "vllm")
         with lane_http(spec) as http:
             ok, detail = kind("vllm").ready(spec, http)
         assert not ok and "connection refused" in detail
-        wait_ready(kind("vllm"), spec, timeout_s=10)
+        statuses: list[str] = []
+        wait_ready(kind("vllm"), spec, timeout_s=60, on_status=lambda s: (statuses.append(s), srv.finish_loading()))
+        assert statuses and "connection refused" in statuses[0]  # it polled through the refusal
         with lane_http(spec) as http:
             assert kind("vllm").ready(spec, http)[0]
             assert kind("vllm").context_length(spec, http) == 32768  # max_model_len
 
 
 def test_nim_is_live_before_it_is_ready():
-    with LaneImitation(kind="nim", load_s=0.8) as srv:
+    with LaneImitation(kind="nim", never_ready=True) as srv:  # loads when the test says (no timer race)
         spec = spec_for(srv, "nim")
         with lane_http(spec) as http:
             assert http.get(f"{server_root(srv.base_url)}/v1/health/live").status_code == 200
             ok, detail = kind("nim").ready(spec, http)
             assert not ok and "live, model still loading" in detail
             # the generic openai readiness would be fooled by a live server; nim is not
-        wait_ready(kind("nim"), spec, timeout_s=10)
+        statuses: list[str] = []
+        wait_ready(kind("nim"), spec, timeout_s=60, on_status=lambda s: (statuses.append(s), srv.finish_loading()))
+        assert statuses and "live, model still loading" in statuses[0]
         with lane_http(spec) as http:
             assert kind("nim").ready(spec, http) == (True, "/v1/health/ready -> 200")
 
