@@ -142,12 +142,16 @@ def test_discover_command_with_nothing_found_exits_1():
 
 
 def test_sglang_refused_while_loading_then_ready_with_context_and_metrics(tmp_path):
-    with LaneImitation(kind="sglang", load_s=0.6, ctx=32768, model="qwen") as srv:
+    # binds its port once hbench has reported waiting, not on a 0.6 s timer a busy machine
+    # can outrun before the first check
+    with LaneImitation(kind="sglang", load_s=600, ctx=32768, model="qwen") as srv:
         spec = LaneSpec(name="sg", kind="sglang", base_url=srv.base_url, model="qwen")
         with lane_http(spec) as http:
             ok, detail = kind("sglang").ready(spec, http)
         assert not ok and "connection refused" in detail
-        wait_ready(kind("sglang"), spec, timeout_s=10)
+        statuses: list[str] = []
+        wait_ready(kind("sglang"), spec, timeout_s=60, on_status=lambda s: (statuses.append(s), srv.finish_loading()))
+        assert statuses and "connection refused" in statuses[0]
         with lane_http(spec) as http:
             assert kind("sglang").context_length(spec, http) == 32768  # from /get_model_info
             before = kind("sglang").server_metrics(spec, http)
