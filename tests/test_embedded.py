@@ -369,7 +369,11 @@ def test_real_lane_answers_tool_calls_and_is_stopped(model_cache, tmp_path):
             streamed = [tc for d in deltas for tc in d.get("tool_calls") or []]
             assert streamed and streamed[0]["function"]["name"] in {"read_file", "list_dir"}
             assert [c["choices"][0]["finish_reason"] for c in events if c["choices"]][-1] == "tool_calls"
-    assert statuses and statuses[-1] == "stopping"
+    # stopped through the status path; after 'stopping' only the bounded wait for memory to
+    # come back may report (it does when other processes on the box are using memory)
+    assert "stopping" in statuses, statuses
+    after_stop = statuses[statuses.index("stopping") + 1:]
+    assert all(s.startswith("waiting for memory, ") for s in after_stop), statuses
     assert not psutil.pid_exists(running.pid) or psutil.Process(running.pid).status() == psutil.STATUS_ZOMBIE
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not _servers_on(port) and not _port_open(port)
