@@ -125,7 +125,14 @@ def test_managed_lane_model_id_props_metrics_timings_and_a_clean_stop(gguf, tmp_
                 chunks = [json.loads(x[5:]) for x in s.iter_lines() if x.startswith("data: {")]
             streamed = [c["timings"] for c in chunks if "timings" in c]
             assert streamed and streamed[-1]["predicted_n"] >= 1  # streamed: on the last chunk
-            after = KIND.server_metrics(spec, http)
+            after, codes = None, []
+            for _ in range(40):  # right after a stream, /metrics can answer non-200 for a moment
+                after = KIND.server_metrics(spec, http)
+                if after is not None:
+                    break
+                codes.append(http.get(f"{spec.base_url[:-3]}/metrics").status_code)
+                time.sleep(0.25)
+            assert after is not None, codes
             assert after["llamacpp:tokens_predicted_total"] > before["llamacpp:tokens_predicted_total"]
     assert "generation canary (1 token)" in statuses and statuses[-1] == "stopping"
     assert not [p for p in tree if _live(p)], "a llama-server process survived the stop"
