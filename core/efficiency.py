@@ -18,14 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q / 100.0
-    lo, hi = int(pos), min(int(pos) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+from hbench.scoring import percentile
 
 
 def _r(x: float | None, nd: int = 3) -> float | None:
@@ -49,5 +42,5 @@ def efficiency(attempts: Iterable[Any], slo_s: float | None) -> dict[str, Any]:
         "completion_tokens_per_solved": _r(sum(tokens) / n, 1) if n else None,
         "solved_completion_tokens_mean": _r(sum(int(a.completion_tokens or 0) for a in solved) / n, 1) if n else None,
         "slo_s": slo_s, "goodput": _r(len(within) / len(scored), 4) if scored else None,
-        "turn_p50_s": _r(_pct(turns, 50)), "turn_p95_s": _r(_pct(turns, 95)), "turns": len(turns),
+        "turn_p50_s": _r(percentile(turns, 50)), "turn_p95_s": _r(percentile(turns, 95)), "turns": len(turns),
     }

@@ -34,6 +34,7 @@ import httpx
 
 from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
+from hbench.scoring import percentile
 from hbench.sse import json_chunks
 
 #: common words: about one token each for most tokenizers
@@ -50,16 +51,6 @@ def filler(n_words: int, seed: int = 0) -> str:
     """``n_words`` common words in a deterministic, non-repeating-looking order."""
     k = len(WORDS)
     return " ".join(WORDS[(i * 7 + seed * 13 + (i // k) * 3) % k] for i in range(n_words))
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0-100) by linear interpolation; None for no values."""
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q / 100.0
-    lo, hi = int(pos), min(int(pos) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
 def fit_rate(points: list[tuple[float, float]]) -> float | None:
