@@ -25,7 +25,7 @@ from hbench.errors import BadInput
 from hbench.lanes import open_lane
 from hbench.models import LaneSpec
 from hbench.plugin_manager import get_registries
-from hbench.plugins.lanes import embedded
+from hbench.plugins.lanes import embedded, embedded_server
 
 EXTRA_MISSING = embedded.missing_modules()
 needs_extra = pytest.mark.skipif(
@@ -269,15 +269,15 @@ def test_tool_results_become_user_turns_naming_the_call():
                 {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "budget 42,000"},
             {"role": "tool", "tool_call_id": "zz", "content": [{"type": "text", "text": "parts"}]}]
-    out = embedded._fix_messages(msgs)
+    out = embedded_server._fix_messages(msgs)
     assert out[0] == {"role": "system", "content": ""}  # upstream lists tools only in a system turn
     assert out[1:3] == msgs[:2]
     assert out[3] == {"role": "user", "content": "functions.read_file returned:\nbudget 42,000"}
     assert out[4] == {"role": "user", "content": "functions.tool returned:\nparts"}
     assert all(m["role"] != "tool" for m in out)
     with_system = [{"role": "system", "content": "S"}, *msgs[:1]]
-    assert embedded._fix_messages(with_system) == with_system
-    assert embedded._fix_messages(msgs[:1], add_system=False) == msgs[:1]
+    assert embedded_server._fix_messages(with_system) == with_system
+    assert embedded_server._fix_messages(msgs[:1], add_system=False) == msgs[:1]
 
 
 def test_a_finished_tool_call_streams_as_openai_chunks():
@@ -285,7 +285,7 @@ def test_a_finished_tool_call_streams_as_openai_chunks():
     resp = {"id": "x", "created": 1, "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
             "choices": [{"index": 0, "finish_reason": "tool_calls",
                          "message": {"role": "assistant", "content": None, "tool_calls": [call]}}]}
-    chunks = list(embedded._chunks_from_response(resp))
+    chunks = list(embedded_server._chunks_from_response(resp))
     assert chunks[0]["choices"][0]["delta"]["tool_calls"] == [{"index": 0, **call}]
     assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[2]["choices"] == [] and chunks[2]["usage"]["completion_tokens"] == 2
