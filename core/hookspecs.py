@@ -4,7 +4,10 @@ Every hook is prefixed ``hbench_``. Registration hooks receive a ``register`` ca
 instead of returning values, so hbench validates each object as it arrives and knows
 which plugin registered it (a duplicate name is an error naming both plugins).
 
-``register(obj, name=None)``: ``name`` defaults to ``obj.name``.
+``register(obj, name=None, default=False)``: ``name`` defaults to ``obj.name``;
+``default=True`` marks the entry used when none is named (the agent of a bare ``hbench
+run``, the kind of a lane without ``kind``, the suite without ``--suite``). The first
+default registered wins (built-ins register first); a second is logged and ignored.
 
 Implement hooks with ``from hbench import hookimpl``. Plugins are found through the
 setuptools entry-point group ``hbench``::
@@ -38,40 +41,46 @@ hookspec = pluggy.HookspecMarker("hbench")
 
 
 # --------------------------------------------------------------------------- register callables
-# One shape for every registration hook: ``register(obj, name=None)``; ``name`` defaults to
-# ``obj.name``. Each hook's ``register`` is typed by what it accepts.
+# One shape for every registration hook: ``register(obj, name=None, default=False)``; ``name``
+# defaults to ``obj.name``. Each hook's ``register`` is typed by what it accepts.
 
 
 class RegisterLaneKind(Protocol):
-    def __call__(self, kind: LaneKind, name: str | None = None) -> None: ...
+    def __call__(self, kind: LaneKind, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterLane(Protocol):
-    def __call__(self, spec: LaneSpec, name: str | None = None) -> None: ...
+    def __call__(self, spec: LaneSpec, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterCheck(Protocol):
-    def __call__(self, cls: type[Any], name: str | None = None) -> None: ...
+    def __call__(self, cls: type[Any], name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterProbe(Protocol):
-    def __call__(self, cls: type[Probe], name: str | None = None) -> None: ...
+    def __call__(self, cls: type[Probe], name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterReporter(Protocol):
-    def __call__(self, reporter: Reporter, name: str | None = None) -> None: ...
+    def __call__(self, reporter: Reporter, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterAgent(Protocol):
-    def __call__(self, agent: Agent, name: str | None = None) -> None: ...
+    def __call__(self, agent: Agent, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterTool(Protocol):
-    def __call__(self, tool: Tool, name: str | None = None) -> None: ...
+    def __call__(self, tool: Tool, name: str | None = None, default: bool = False) -> None: ...
+
+
+class RegisterFound(Protocol):
+    """``hbench_discover_lanes``' register: a lane found running (no name, no default)."""
+
+    def __call__(self, spec: LaneSpec) -> None: ...
 
 
 class RegisterSuite(Protocol):
-    def __call__(self, path: Path, name: str | None = None) -> None: ...
+    def __call__(self, path: Path, name: str | None = None, default: bool = False) -> None: ...
 
 # --------------------------------------------------------------------------- registration
 
@@ -161,7 +170,7 @@ def hbench_register_suites(register: RegisterSuite) -> None:
 
 
 @hookspec
-def hbench_discover_lanes(register: RegisterLane, host: str) -> None:
+def hbench_discover_lanes(register: RegisterFound, host: str) -> None:
     """Find lanes already running on ``host`` (``hbench run --discover`` when nothing is
     configured).
 

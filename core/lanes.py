@@ -28,6 +28,8 @@ from hbench.models import LaneSpec
 if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
     import httpx
 
+    from hbench.plugin_manager import Registry
+
 #: how long to wait for a lane to answer ready when ``ready_timeout_s`` is not set: a lane
 #: hbench starts may load a model for minutes; a server the user started is up or it is not
 MANAGED_READY_TIMEOUT_S = 600.0
@@ -527,8 +529,9 @@ def for_a_quick_look(spec: LaneSpec, kind: LaneKind, wait_s: float) -> LaneSpec:
 # --------------------------------------------------------------------------- lookup
 
 
-def adhoc_lane(url: str, model: str | None, kind: str = "openai", api_key_env: str | None = None) -> LaneSpec:
-    """The lane ``--lane-url URL --model ID`` describes (``/v1`` appended when missing)."""
+def adhoc_lane(url: str, model: str | None, kind: str | None = None, api_key_env: str | None = None) -> LaneSpec:
+    """The lane ``--lane-url URL --model ID`` describes (``/v1`` appended when missing);
+    ``kind`` None is the default lane kind (:func:`with_kind` names it)."""
     from hbench.config import base_url_problem
 
     if not url.startswith(("http://", "https://")) or base_url_problem(url):
@@ -543,7 +546,17 @@ def adhoc_lane(url: str, model: str | None, kind: str = "openai", api_key_env: s
                     api_key_env=api_key_env, source="--lane-url")
 
 
-def lookup_lane(name: str | None, lanes: dict[str, LaneSpec], kinds: Any) -> tuple[LaneSpec, LaneKind]:
+def with_kind(spec: LaneSpec, kinds: Registry) -> LaneSpec:
+    """``spec`` with its kind named: a lane without one gets the default lane kind's name
+    (the plugin that registered it said ``default=True``), so the journal's fingerprint and
+    the scorecard record a name, as they did when core named the default itself.
+    Unchanged when it has a kind or no plugin marked a default."""
+    if spec.kind is not None or kinds.default() is None:
+        return spec
+    return attrs.evolve(spec, kind=kinds.default())
+
+
+def lookup_lane(name: str | None, lanes: dict[str, LaneSpec], kinds: Registry) -> tuple[LaneSpec, LaneKind]:
     """The lane called ``name`` (as ``hbench lanes`` lists them) and its kind object."""
     if name is None:
         raise BadInput("name a lane (see `hbench lanes`) or pass --lane-url URL --model ID")
@@ -551,7 +564,7 @@ def lookup_lane(name: str | None, lanes: dict[str, LaneSpec], kinds: Any) -> tup
         known = ", ".join(sorted(lanes)) or "none configured"
         raise BadInput(f"unknown lane {name!r} (known: {known}); add [lanes.{name}] to hbench.toml "
                        f"or pass --lane-url URL --model ID")
-    spec = lanes[name]
+    spec = with_kind(lanes[name], kinds)
     if spec.kind not in kinds:
         raise BadInput(f"lane {name!r}: {kinds.unknown(spec.kind)}")
     return spec, kinds.get(spec.kind)

@@ -32,7 +32,10 @@ class LaneSpec:
     """
 
     name: str
-    kind: str = "openai"
+    #: the lane kind (``hbench lane-kinds``); None = the kind a plugin registered as the
+    #: default (a plain OpenAI-compatible server), named when the registries are at hand
+    #: (``hbench.lanes.with_kind``), so journals and scorecards always hold a name
+    kind: str | None = None
     base_url: str | None = None  # ".../v1"; a managed kind may fill it in at start
     model: str | None = None  # the id sent in requests (None = ask /v1/models)
     api_key_env: str | None = None
@@ -56,7 +59,7 @@ class LaneSpec:
     #: chatml-function-calling raises "Automatic streaming tool choice is not supported")
     stream_tools: bool = True
     tags: list[str] = attrs.field(factory=list)
-    agent: str | None = None  # agent driver for this lane (None = the run's, default builtin)
+    agent: str | None = None  # agent driver for this lane (None = the run's: --agent, else the default agent)
     agent_options: dict[str, Any] = attrs.field(factory=dict)  # e.g. {"hermes_bin": "..."}
     #: the box the lane runs on (``--parallel-lanes``: managed lanes of one node run one at a
     #: time; ``--ray``: the Ray node labelled with it). None = the box hbench runs on
@@ -234,7 +237,7 @@ class Attempt:
     lane: str
     prompt_id: str
     n: int  # 1-based attempt index within the prompt
-    agent: str = "builtin"
+    agent: str | None = None  # the agent that ran it (every agent sets its name; None = not recorded)
     answer: str = ""
     tool_calls: list[ToolCall] = attrs.field(factory=list)
     transcript: list[dict[str, Any]] = attrs.field(factory=list)

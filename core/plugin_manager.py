@@ -63,13 +63,20 @@ class Entry:
 
 
 class Registry:
-    """Everything of one kind (checks, lanes, ...) that plugins registered, by name."""
+    """Everything of one kind (checks, lanes, ...) that plugins registered, by name.
+
+    A plugin may mark one entry the default (``register(obj, default=True)``): the name
+    :meth:`default` answers and what ``None`` stands for in :meth:`get`, :meth:`resolve`
+    and ``in`` (a ``LaneSpec`` without a ``kind`` means "the default lane kind"). Core names
+    no built-in: which agent, lane kind or suite is used when none is named is the plugin's
+    word."""
 
     def __init__(self, what: str):
         self.what = what  # singular, for messages: "check kind", "lane"
         self._entries: dict[str, Entry] = {}
 
-    def add(self, name: str, obj: Any, plugin: str) -> None:
+        self._default: str | None = None
+    def add(self, name: str, obj: Any, plugin: str, default: bool = False) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {self.what} without a name: {obj!r}")
         if name in self._entries:
@@ -80,14 +87,47 @@ class Registry:
             )
         self._entries[name] = Entry(name, obj, plugin)
 
-    def get(self, name: str) -> Any:
+        if default:
+            self._mark_default(name, plugin)
+
+    def _mark_default(self, name: str, plugin: str) -> None:
+        """The first default registered wins (built-ins register first, so a third-party
+        plugin cannot silently replace what a bare ``hbench run`` uses); a second one is a
+        warning naming both, and the entry itself is still registered, usable by name."""
+        if self._default is None:
+            self._default = name
+            return
+        from hbench.logging import get_logger
+        first = self._entries[self._default]
+        get_logger().warning(
+            "plugin.second_default", what=self.what, kept=f"{first.name} ({first.plugin})",
+            ignored=f"{name} ({plugin})",
+            fix=f"name it explicitly to use {name!r}; only one {self.what} can be the default")
+
+    def default(self) -> str | None:
+        """The name of the entry registered with ``default=True`` (None: no plugin marked one)."""
+        return self._default
+
+    def resolve(self, name: str | None) -> str:
+        """``name``, or the default's name when ``name`` is None (LookupError when there is none)."""
+        if name is not None:
+            return name
+        if self._default is None:
+            raise LookupError(self.unknown(None))
+        return self._default
+
+    def get(self, name: str | None) -> Any:
+        """The entry called ``name``; ``None`` is the default entry."""
         try:
-            return self._entries[name].obj
+            return self._entries[self.resolve(name)].obj
         except KeyError:
             raise LookupError(self.unknown(name)) from None
 
-    def unknown(self, name: str) -> str:
-        return f"unknown {self.what} {name!r} (installed: {', '.join(self.names()) or 'none'})"
+    def unknown(self, name: str | None) -> str:
+        installed = ", ".join(self.names()) or "none"
+        if name is None:
+            return f"no {self.what} is marked default by a plugin (installed: {installed}); name one"
+        return f"unknown {self.what} {name!r} (installed: {installed})"
 
     def plugin_of(self, name: str) -> str:
         return self._entries[name].plugin
@@ -100,6 +140,8 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+        if name is None:  # None names the default
+            return self._default is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -294,10 +336,15 @@ class HBenchPlugins:
             for impl in self._impls(hook, call_order=False):
                 plugin_name = impl.plugin_name
 
-                def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
+                def register(obj: Any, name: str | None = None, default: bool = False,
+                             _p: str = plugin_name) -> None:
                     key = name if name is not None else getattr(obj, "name", None)
                     _validate(attr, key, obj, _p)
-                    registry.add(key, obj, _p)
+                    if attr == "lanes" and obj.kind is None and reg.lane_kinds.default() is not None:
+                        # a lane without a kind runs on the default kind: name it, so the
+                        # lane's fingerprint and scorecard say which (kinds register first)
+                        obj = attrs.evolve(obj, kind=reg.lane_kinds.default())
+                    registry.add(key, obj, _p, default=bool(default))
 
                 try:
                     self._one(hook, plugin_name)(register=register)

@@ -537,7 +537,9 @@ class Runner:
         reg = self.reg
         self.suite: Suite = load_suite(self.s.suite, reg)
         self._check_selection()
-        self.lanes = select_lanes(self.opts, reg, self.config, self.plugins)
+        from hbench.lanes import with_kind  # a lane without `kind`: the default kind, by name
+
+        self.lanes = [with_kind(s, reg.lane_kinds) for s in select_lanes(self.opts, reg, self.config, self.plugins)]
         if self.config.run.memory_floor_gb is not None:  # [run].memory_floor_gb: lanes without their own
             self.lanes = [s if s.memory_floor_gb is not None else
                           attrs.evolve(s, memory_floor_gb=self.config.run.memory_floor_gb) for s in self.lanes]

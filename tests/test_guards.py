@@ -43,12 +43,9 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the default agent",
     ("core/config.py", "builtin"): "the default agent",
-    ("core/models.py", "builtin"): "the default agent",
     ("core/report.py", "builtin"): "the default agent",
     ("core/runner.py", "builtin"): "the default agent",
     ("core/cli.py", "openai"): "the default lane kind of --lane-url",
-    ("core/lanes.py", "openai"): "the default lane kind of --lane-url",
-    ("core/models.py", "openai"): "the default lane kind",
     ("core/config.py", "hermes-brain"): "the default suite",
     # pending: from plugin attributes instead of names
     ("core/doctor.py", "vllm"): "which kinds' tool_call_fix answers a vLLM-style error",

@@ -9,5 +9,5 @@ from hbench import hookimpl
 def hbench_register_agents(register):  # noqa: ANN001, ANN201
     from hbench.plugins.agents import builtin, hermes
 
-    register(builtin.BuiltinAgent())
+    register(builtin.BuiltinAgent(), default=True)  # a bare `hbench run` uses it
     register(hermes.AGENT)

@@ -9,7 +9,8 @@ from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, sglang
 
 @hookimpl
 def hbench_register_lane_kinds(register):
-    for module in (openai, llamacpp, vllm, nim, ollama, sglang):
+    register(openai.KIND, default=True)  # a lane without `kind` (and --lane-url) is plain OpenAI
+    for module in (llamacpp, vllm, nim, ollama, sglang):
         register(module.KIND)
     register(embedded.KIND)
 
