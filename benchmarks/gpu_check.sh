@@ -17,7 +17,9 @@
 #
 # What the report answers: does NVML report memory (or NotSupported / a total equal to
 # system RAM: unified memory), does nvidia-smi (memory.used [N/A]?), what meminfo says,
-# and which throttle reasons were active while the load ran.
+# and which thermal/power clock-throttle reasons were active while the load ran (NVML's
+# clock-event reasons bitmask, named as hbench's nvml probe names them; nvidia-smi's
+# clocks_event_reasons.active / clocks_throttle_reasons.active beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu_check.json}
@@ -33,7 +35,18 @@ seconds = float(os.environ.get("GPU_CHECK_SECONDS", "60"))
 meminfo_path = os.environ.get("GPU_CHECK_MEMINFO", "/proc/meminfo")
 GIB = 2**30
 SMI_FIELDS = ["name", "utilization.gpu", "memory.used", "memory.total", "temperature.gpu", "power.draw",
-              "clocks_throttle_reasons.active"]
+              "clocks_event_reasons.active", "clocks_throttle_reasons.active"]  # new name, old name
+SMI_BITMASKS = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")  # hex: 0x0000000000000004
+try:  # the names hbench's nvml probe gives the thermal/power bits (one table, not a copy)
+    from hbench.plugins.probes.nvml import REASON_FUNCTIONS, throttle_reasons
+except ImportError as exc:  # run without hbench installed: raw bits only, named "0x4"
+    REASON_FUNCTIONS = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+    REASON_NAMES_WHY = f"hbench not importable ({exc}): reasons are raw bits"
+
+    def throttle_reasons(bits):
+        return [hex(b) for b in (0x4, 0x8, 0x20, 0x40, 0x80) if bits & b]
+else:
+    REASON_NAMES_WHY = "hbench.plugins.probes.nvml.THROTTLE_REASONS"
 t_start = time.time()
 
 
@@ -63,6 +76,15 @@ except Exception as exc:  # no module, no driver, no GPU
     handle = None
 
 
+reasons_fn = None
+if handle is not None:  # the clock-event reasons bitmask: the newest function name this pynvml has
+    nvml["reasons_function"] = next((f for f in REASON_FUNCTIONS if callable(getattr(pynvml, f, None))), None)
+    if nvml["reasons_function"]:
+        reasons_fn = getattr(pynvml, nvml["reasons_function"])
+    else:
+        nvml["errors"]["throttle_bits"] = f"this nvidia-ml-py has neither {' nor '.join(REASON_FUNCTIONS)}"
+
+
 def nvml_sample():
     s = {}
     calls = {
@@ -71,7 +93,7 @@ def nvml_sample():
         "mem_total_gib": lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).total / GIB,
         "temp_c": lambda: pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
         "power_w": lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
-        "throttle_reasons": lambda: int(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)),
+        "throttle_bits": lambda: int(reasons_fn(handle)),
         "proc_mem_gib": lambda: sum((p.usedGpuMemory or 0) for p in
                                     pynvml.nvmlDeviceGetComputeRunningProcesses(handle)) / GIB,
     }
@@ -102,7 +124,7 @@ def smi_sample():
             raw = f"{type(exc).__name__}"
         smi["raw_last"][f] = raw
         try:
-            s[f] = float(raw) if f != "name" else raw
+            s[f] = raw if f == "name" else int(raw, 16) if f in SMI_BITMASKS else float(raw)
         except ValueError:
             s[f] = None if f != "name" else raw
     return s
@@ -163,9 +185,28 @@ def summary(samples, keys):
 
 nvml["summary"] = summary(nvml["samples"], ["util_pct", "mem_used_gib", "mem_total_gib", "temp_c", "power_w",
                                             "proc_mem_gib"])
-reasons = [s["throttle_reasons"] for s in nvml["samples"] if isinstance(s.get("throttle_reasons"), int)]
-nvml["throttled_share"] = round(sum(1 for r in reasons if r & ~0x1) / len(reasons), 3) if reasons else None
-smi["summary"] = summary(smi["samples"], [f for f in SMI_FIELDS if f != "name"])
+
+
+def throttle(bitmasks, source):
+    """Like hbench's Telemetry.throttle: share of samples with a thermal/power reason, per reason."""
+    if not bitmasks:
+        return {}
+    named = [throttle_reasons(b) for b in bitmasks]
+    names = sorted({r for rs in named for r in rs})
+    return {"share": round(sum(1 for rs in named if rs) / len(named), 3),
+            "reasons": {r: round(sum(1 for rs in named if r in rs) / len(named), 3) for r in names},
+            "source": source, "n_samples": len(named), "names_from": REASON_NAMES_WHY}
+
+
+nvml["throttle"] = throttle([s["throttle_bits"] for s in nvml["samples"] if isinstance(s.get("throttle_bits"), int)],
+                            "nvml")
+nvml["throttled_share"] = nvml["throttle"].get("share")
+smi["summary"] = summary(smi["samples"], [f for f in SMI_FIELDS if f != "name" and f not in SMI_BITMASKS])
+for field in SMI_BITMASKS:
+    bits = [s[field] for s in smi["samples"] if isinstance(s.get(field), int)]
+    if bits:
+        smi["throttle"] = throttle(bits, f"nvidia-smi {field}")
+        break
 mem["summary"] = summary(mem["samples"], ["used_gib", "total_gib", "available_gib"])
 mem_total = (mem["summary"]["total_gib"] or {}).get("max")
 nv_total = (nvml["summary"]["mem_total_gib"] or {}).get("max")
@@ -181,6 +222,10 @@ else:
 smi_na = [f for f, raw in smi["raw_last"].items() if raw.strip("[]").lower() in ("n/a", "not supported")]
 report = {"schema": "hbench.gpu_check/1", "host": platform.node(), "machine": platform.machine(),
           "seconds": seconds, "wall_s": round(time.time() - t_start, 2), "load": load, "verdict": verdict,
+          "throttle": nvml["throttle"] or smi.get("throttle") or {},
+          # why the throttle figure is unknown ("" when known)
+          "throttle_why": "" if nvml["throttle"] or smi.get("throttle") else (
+              nvml["errors"].get("throttle_bits") or nvml["why"] or "no sample read the reasons"),
           "nvidia_smi_not_available_fields": smi_na, "nvml": nvml, "nvidia_smi": smi, "meminfo": mem}
 tmp = out_path + ".tmp"
 with open(tmp, "w") as fh:

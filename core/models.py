@@ -338,6 +338,10 @@ class Telemetry:
     #: where the memory figures came from: {"source": "gpu" | "meminfo (unified memory)" |
     #: "meminfo (system RAM)" | "none", "why": one line} (hbench.probes.memory_source)
     memory_source: dict[str, str] = attrs.field(factory=dict)
+    #: thermal/power clock throttling while the suite ran (hbench.probes.throttle): {"share": 0..1
+    #: of the samples that read it, "reasons": {reason: share}, "source": probe, "n_samples": n};
+    #: {} = unknown (no GPU probe, or the GPU cannot tell: telemetry.probes says why)
+    throttle: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define

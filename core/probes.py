@@ -35,6 +35,8 @@ READINGS = (
     "unified_used_gb",  # MemTotal - MemAvailable (unified memory, or system RAM)
     "cpu_percent",  # whole machine, 0..100
     "rss_gb",  # the lane server's process-tree RSS
+    "throttle_reasons",  # thermal/power clock-throttle reasons active now, any GPU ([] = none)
+    "throttle_source",  # the probe that read them (the summary's "source")
 )
 
 #: merged-reading key -> how the summary combines it (Telemetry field names)
@@ -85,6 +87,12 @@ class Probe:
 
     def close(self) -> None:
         """Release resources (NVML shutdown)."""
+
+    def unmeasured(self) -> dict[str, str]:
+        """Readings this (available) probe cannot take, reading -> why (e.g. clock-throttle
+        reasons NotSupported on a GB10). The sampler adds each to ``Telemetry.probes`` as
+        ``"<probe>.<reading>"``, so a missing figure says why."""
+        return {}
 
 
 # --------------------------------------------------------------------------- where
@@ -177,7 +185,32 @@ def summarise(series: Iterable[dict[str, Any]], probes: dict[str, str] | None = 
             else:
                 fields[fname] = round(maxes[key], 3)
     return Telemetry(n_samples=n, probes=dict(probes or {}), memory_source=memory_source(series, probes or {}),
-                     **fields)
+                     throttle=throttle(series), **fields)
+
+
+def throttle(series: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Thermal/power clock throttling over ``series`` (pure), from the samples that carried a
+    ``throttle_reasons`` reading (a list of active reason names, ``[]`` = not throttled):
+    ``{"share": throttled / read, "reasons": {reason: samples with it / read}, "source": the
+    probe(s), "n_samples": read}``; ``{}`` when no sample carried one (no GPU probe, or the
+    GPU cannot tell: the probe's ``unmeasured()`` says why in ``Telemetry.probes``)."""
+    read = throttled = 0
+    counts: Counter[str] = Counter()
+    sources: set[str] = set()
+    for row in series:
+        reasons = row.get("throttle_reasons")
+        if not isinstance(reasons, (list, tuple)):
+            continue
+        read += 1
+        names = {str(r) for r in reasons}
+        throttled += bool(names)
+        counts.update(names)
+        if isinstance(row.get("throttle_source"), str):
+            sources.add(row["throttle_source"])
+    if not read:
+        return {}
+    return {"share": round(throttled / read, 3), "reasons": {k: round(v / read, 3) for k, v in sorted(counts.items())},
+            "source": ", ".join(sorted(sources)) or "unknown", "n_samples": read}
 
 
 def memory_source(series: Iterable[dict[str, Any]], probes: dict[str, str]) -> dict[str, str]:
@@ -547,12 +580,26 @@ class Sampler:
         if self._thread is not None:
             self._thread.join(timeout=self.probe_timeout_s + 2.0)
             self._thread = None
+        unmeasured = self.unmeasured()
         self.close_probes()
         series = list(self._series)
         tel = summarise(series, self.statuses())
+        tel.probes.update(unmeasured)
         tel.series = thin(series, self.max_series)
         self._logger().debug("sampler.stopped", lane=self.lane_name, n_samples=tel.n_samples)
         return tel
+
+    def unmeasured(self) -> dict[str, str]:
+        """``"<probe>.<reading>" -> why`` for what the active probes could not read."""
+        out: dict[str, str] = {}
+        for slot in self._slots:
+            if not slot.active:
+                continue
+            try:
+                out.update({f"{slot.name}.{k}": str(v) for k, v in (slot.probe.unmeasured() or {}).items()})
+            except Exception as exc:  # noqa: BLE001 - a probe's bookkeeping never breaks the summary
+                self._log_once("warning", "probe.unmeasured_failed", slot.name, error=f"{type(exc).__name__}: {exc}")
+        return out
 
     def close_probes(self) -> None:
         """Close every probe (bounded) and retire the workers."""

@@ -81,6 +81,11 @@ def test_unified_memory_box_with_a_load(tmp_path):
     assert "Not Supported" in rep["verdict"]["why"]
     assert set(rep["nvidia_smi_not_available_fields"]) >= {"memory.used", "memory.total"}
     assert rep["nvml"]["summary"]["util_pct"]["mean"] == 95 and rep["nvml"]["throttled_share"] == 1.0
+    # 0x4 = SW power cap, named as hbench's nvml probe names it (this fake pynvml has only the old name)
+    assert rep["nvml"]["reasons_function"] == "nvmlDeviceGetCurrentClocksThrottleReasons"
+    assert {k: rep["throttle"][k] for k in ("share", "reasons", "source")} == {
+        "share": 1.0, "reasons": {"sw_power_cap": 1.0}, "source": "nvml"}
+    assert rep["throttle"]["n_samples"] == len(rep["nvml"]["samples"]) and rep["throttle_why"] == ""
     assert rep["nvml"]["summary"]["proc_mem_gib"]["max"] == 3.0  # per-process memory still works
     assert rep["nvidia_smi"]["summary"]["utilization.gpu"]["max"] == 97.0
     assert rep["meminfo"]["summary"]["used_gib"]["max"] == 40.0
@@ -99,3 +104,25 @@ def test_no_gpu_at_all_says_so(tmp_path):
     assert rep["verdict"]["memory_source"] == "meminfo (system RAM)"
     assert "no NVIDIA driver here" in rep["verdict"]["why"]
     assert rep["nvidia_smi"]["available"] is False and rep["load"]["command"] is None
+    assert rep["throttle"] == {} and "no NVIDIA driver here" in rep["throttle_why"]
+
+
+def test_throttle_reasons_not_supported_say_so_and_smi_bitmask_is_read(tmp_path):
+    """GB10: NVML answers Not Supported for the clock-event reasons; the report's throttle is
+    unknown ({}) with the reason, and nvidia-smi's hex bitmask field is parsed beside it."""
+    env = _env(tmp_path, smi=True, nvml=True)
+    lib = tmp_path / "lib" / "pynvml.py"
+    lib.write_text(FAKE_PYNVML.replace("def nvmlDeviceGetCurrentClocksThrottleReasons(h): return 0x4",
+                                       "def nvmlDeviceGetCurrentClocksEventReasons(h): raise NVMLError_NotSupported()"))
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.write_text(FAKE_SMI.replace('  *) echo "[N/A]";;',
+                                    '  --query-gpu=clocks_event_reasons.active) echo "0x0000000000000041";;\n'
+                                    '  *) echo "[N/A]";;'))
+    out = tmp_path / "report.json"
+    r = subprocess.run(["bash", str(SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["nvml"]["throttle"] == {} and "Not Supported" in rep["nvml"]["errors"]["throttle_bits"]
+    smi_throttle = rep["nvidia_smi"]["throttle"]  # 0x41 = GpuIdle (not throttling) + HW thermal slowdown
+    assert smi_throttle["reasons"] == {"hw_thermal_slowdown": 1.0} and smi_throttle["share"] == 1.0
+    assert rep["throttle"] == smi_throttle and rep["throttle_why"] == ""

@@ -207,9 +207,11 @@ def test_host_with_a_pid_that_does_not_exist_reports_cpu_only():
 class FakeNVML:
     """A stand-in for the ``pynvml`` module, driven by per-GPU settings."""
 
-    def __init__(self, gpus: list[dict[str, Any]], init_error: str | None = None):
+    def __init__(self, gpus: list[dict[str, Any]], init_error: str | None = None,
+                 reasons_fn: str | None = "nvmlDeviceGetCurrentClocksEventReasons"):
         self.gpus = gpus
         self.init_error = init_error
+        self.reasons_fn = reasons_fn
         self.calls: dict[str, int] = {}
         self.shutdown = 0
         self.module = self._build()
@@ -257,11 +259,14 @@ class FakeNVML:
         m.nvmlDeviceGetMemoryInfo = meminfo
         m.nvmlDeviceGetComputeRunningProcesses = lambda h: [
             types.SimpleNamespace(pid=pid, usedGpuMemory=b) for pid, b in metric("procs", h)]
+        if fake.reasons_fn:  # the clock-event (throttle) reasons bitmask, under the name this fake has
+            setattr(m, fake.reasons_fn, lambda h: metric("throttle", h))
         return m
 
 
 def gpu(**kw: Any) -> dict[str, Any]:
-    base = {"util": 40, "temp": 65, "power_mw": 250_000, "mem": (10 * 2**30, 80 * 2**30), "procs": []}
+    base = {"util": 40, "temp": 65, "power_mw": 250_000, "mem": (10 * 2**30, 80 * 2**30), "procs": [],
+            "throttle": 0x1}  # GpuIdle: not throttling
     base.update(kw)
     return base
 
@@ -278,8 +283,8 @@ def _debug_logs() -> Iterator[None]:
 
 @pytest.fixture
 def fake_nvml(monkeypatch):
-    def install(gpus: list[dict[str, Any]], init_error: str | None = None) -> FakeNVML:
-        fake = FakeNVML(gpus, init_error)
+    def install(gpus: list[dict[str, Any]], init_error: str | None = None, **kw: Any) -> FakeNVML:
+        fake = FakeNVML(gpus, init_error, **kw)
         monkeypatch.setitem(sys.modules, "pynvml", fake.module)
         return fake
 
@@ -395,6 +400,96 @@ def test_nvml_lane_process_tree_gpu_memory(fake_nvml, proc_tree):
     p.set_target(pid=root.pid)
     p.available()
     assert p.sample()["lane_gpu_mem_gb"] == pytest.approx(4.0)  # pid 1 is not the lane's
+
+
+# --------------------------------------------------------------------------- NVML: throttling
+
+
+def test_nvml_names_the_thermal_and_power_throttle_reasons_not_idle_or_clock_settings():
+    from hbench.plugins.probes.nvml import throttle_reasons
+
+    assert throttle_reasons(0) == [] and throttle_reasons(0x1) == []  # none; GpuIdle is not throttling
+    assert throttle_reasons(0x2 | 0x10 | 0x100) == []  # application clocks, sync boost, display clocks
+    assert throttle_reasons(0x1 | 0x4) == ["sw_power_cap"]
+    assert throttle_reasons(0x8 | 0x20 | 0x40 | 0x80) == [
+        "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown"]
+
+
+def test_nvml_throttle_share_and_reasons_over_the_run(fake_nvml):
+    fake = fake_nvml([gpu(), gpu()])
+    s = Sampler([NvmlProbe], hz=50).open("hot")
+    rows = [s.sample_once()]  # both idle
+    fake.gpus[1]["throttle"] = 0x4  # GPU 1 at its power cap
+    rows += [s.sample_once() for _ in range(2)]
+    fake.gpus[0]["throttle"] = 0x40 | 0x20  # GPU 0 too hot as well
+    rows.append(s.sample_once())
+    tel = s.stop()
+    assert [r["throttle_reasons"] for r in rows] == [
+        [], ["sw_power_cap"], ["sw_power_cap"], ["hw_thermal_slowdown", "sw_power_cap", "sw_thermal_slowdown"]]
+    assert tel.throttle == {"share": 0.75, "reasons": {"hw_thermal_slowdown": 0.25, "sw_power_cap": 0.75,
+                                                       "sw_thermal_slowdown": 0.25},
+                            "source": "nvml", "n_samples": 4}
+    assert tel.probes == {"nvml": "ok"}
+
+
+def test_nvml_never_throttled_is_a_zero_share_not_unknown(fake_nvml):
+    fake_nvml([gpu(throttle=0x1 | 0x2)])
+    s = Sampler([NvmlProbe], hz=50).open("cool")
+    for _ in range(3):
+        s.sample_once()
+    assert s.stop().throttle == {"share": 0.0, "reasons": {}, "source": "nvml", "n_samples": 3}
+
+
+def test_nvml_older_package_reads_the_throttle_reasons_name(fake_nvml):
+    fake = fake_nvml([gpu(throttle=0x8)], reasons_fn="nvmlDeviceGetCurrentClocksThrottleReasons")
+    p = NvmlProbe()
+    assert p.available()[0]
+    assert p.sample()["throttle_reasons"] == ["hw_slowdown"] and fake.calls["throttle:0"] == 1
+    assert p.unmeasured() == {}
+
+
+def test_nvml_package_without_either_reasons_function_says_so(fake_nvml):
+    fake_nvml([gpu()], reasons_fn=None)
+    s = Sampler([NvmlProbe, MeminfoProbe], hz=50).open("old")
+    r = s.sample_once()
+    tel = s.stop()
+    assert "throttle_reasons" not in r and r["gpu_util"] == 40
+    assert tel.throttle == {} and tel.probes["nvml"] == "ok"
+    assert "neither nvmlDeviceGetCurrentClocksEventReasons nor" in tel.probes["nvml.throttle"]
+
+
+def test_nvml_throttle_not_supported_gb10_is_unknown_with_the_reason(fake_nvml):
+    """GB10: NVML answers NotSupported for the reasons (and for memory): the throttle figure is
+    unknown ({}), never 'not throttled', and telemetry.probes says why; asked once only."""
+    fake = fake_nvml([gpu(mem="NotSupported", throttle="NotSupported", name="NVIDIA GB10")])
+    with capture_logs() as logs:
+        s = Sampler([NvmlProbe, MeminfoProbe], hz=50).open("spark")
+        rows = [s.sample_once() for _ in range(3)]
+        tel = s.stop()
+    assert all("throttle_reasons" not in r and r["gpu_util"] == 40 for r in rows)
+    assert fake.calls["throttle:0"] == 1
+    assert tel.throttle == {}
+    assert tel.probes["nvml"] == "ok"
+    assert tel.probes["nvml.throttle"] == ("clock-throttle reasons: NVML nvmlDeviceGetCurrentClocksEventReasons "
+                                           "answered NVMLError_NotSupported on GPU 0 (NVIDIA GB10)")
+    assert tel.memory_source["source"] == "meminfo (unified memory)"  # the unmeasured entry changes nothing there
+    assert [e["metric"] for e in logs if e["event"] == "probe.metric_unsupported"] == ["throttle"]
+
+
+def test_no_nvml_means_throttle_unknown(fake_nvml):
+    fake_nvml([gpu()], init_error="LibraryNotFound")
+    s = Sampler([NvmlProbe, MeminfoProbe], hz=50).open("cpu-box")
+    s.sample_once()
+    tel = s.stop()
+    assert tel.throttle == {} and "nvml.throttle" not in tel.probes and "not found" in tel.probes["nvml"]
+
+
+def test_nvml_one_gpu_without_reasons_keeps_the_other_gpus_figure(fake_nvml):
+    fake_nvml([gpu(throttle="NotSupported"), gpu(throttle=0x80)])
+    s = Sampler([NvmlProbe], hz=50).open("mixed")
+    s.sample_once()
+    tel = s.stop()
+    assert tel.throttle["reasons"] == {"hw_power_brake_slowdown": 1.0} and "nvml.throttle" not in tel.probes
 
 
 def test_nvidia_smi_is_skipped_while_nvml_is_available(fake_nvml, tmp_path, monkeypatch):

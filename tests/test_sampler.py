@@ -111,6 +111,23 @@ def test_summary_of_unknowns_is_none_never_zero():
     assert summarise([]) == Telemetry()
 
 
+def test_throttle_summary_counts_only_samples_that_read_the_reasons():
+    series = [
+        {"cpu_percent": 3.0},  # before the GPU probe answered: not counted either way
+        {"throttle_reasons": [], "throttle_source": "nvml"},
+        {"throttle_reasons": ["sw_power_cap"], "throttle_source": "nvml"},
+        {"throttle_reasons": ["sw_power_cap", "hw_thermal_slowdown"], "throttle_source": "nvml"},
+        {"throttle_reasons": "garbage"},
+        {"throttle_reasons": [], "throttle_source": "nvml"},
+    ]
+    tel = summarise(series)
+    assert tel.throttle == {"share": 0.5, "reasons": {"hw_thermal_slowdown": 0.25, "sw_power_cap": 0.5},
+                            "source": "nvml", "n_samples": 4}
+    assert summarise([{"cpu_percent": 1.0}]).throttle == {}  # no reading: unknown, never "not throttled"
+    assert summarise([{"throttle_reasons": []}]).throttle == {"share": 0.0, "reasons": {}, "source": "unknown",
+                                                              "n_samples": 1}
+
+
 readings = st.one_of(st.none(), st.floats(0, 1e4, allow_nan=False), st.integers(0, 500))
 rows = st.fixed_dictionaries({}, optional={k: readings for k in
                                           ("gpu_util", "unified_used_gb", "gpu_temp_c", "power_w", "rss_gb",

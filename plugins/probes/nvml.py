@@ -13,6 +13,12 @@
 
 Per-process GPU memory of the lane server's process tree (``lane_gpu_mem_gb``) comes
 from ``nvmlDeviceGetComputeRunningProcesses``, which works on unified boxes too.
+
+Thermal/power throttling (``throttle_reasons``): each sample reads the clock-event
+(formerly clock-throttle) reasons bitmask, ``nvmlDeviceGetCurrentClocksEventReasons``
+(``nvmlDeviceGetCurrentClocksThrottleReasons`` in nvidia-ml-py releases before it, the
+same bits), and names the thermal/power bits (:data:`THROTTLE_REASONS`). A GPU that answers
+NotSupported (GB10) is not asked again, and :meth:`NvmlProbe.unmeasured` says why.
 """
 
 from __future__ import annotations
@@ -41,6 +47,29 @@ _INIT_WHY = {
 }
 
 
+#: clock-event reason bit -> the name hbench reports, for the bits that mean thermal or power
+#: throttling. Bits and meanings: NVML API reference, "NvmlClocksEventReasons" (nvml.h; the same
+#: values as nvidia-ml-py's ``nvmlClocksEventReason*`` / ``nvmlClocksThrottleReason*``, and as
+#: DCGM's ``DCGM_CLOCKS_THROTTLE_REASON_*``). Not throttling, so left out: GpuIdle 0x1 (nothing
+#: runs), ApplicationsClocksSetting 0x2 and DisplayClockSetting 0x100 (clocks someone set),
+#: SyncBoost 0x10 (a sync-boost group), BoardLimit 0x200 and Reliability 0x400 (newer drivers,
+#: documented only by name).
+THROTTLE_REASONS: dict[int, str] = {
+    0x4: "sw_power_cap",  # SW power scaling holds the clocks under the power limit
+    0x8: "hw_slowdown",  # HW slowdown (clocks / 2 or more): too hot, power brake, or fast power trigger
+    0x20: "sw_thermal_slowdown",  # SW thermal: GPU or memory temperature above its max operating one
+    0x40: "hw_thermal_slowdown",  # HW thermal slowdown (clocks / 2 or more): too hot
+    0x80: "hw_power_brake_slowdown",  # HW power brake (clocks / 2 or more): the external power brake
+}
+#: the pynvml functions that read the bitmask, newest name first
+REASON_FUNCTIONS = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+
+
+def throttle_reasons(bits: int) -> list[str]:
+    """The thermal/power reasons set in a clock-event bitmask (``[]`` = not throttled)."""
+    return [name for bit, name in THROTTLE_REASONS.items() if bits & bit]
+
+
 def _errors(nv: Any, names: tuple[str, ...]) -> tuple[type, ...]:
     return tuple(c for c in (getattr(nv, n, None) for n in names) if isinstance(c, type))
 
@@ -67,6 +96,9 @@ class NvmlProbe(Probe):
         self._root: psutil.Process | None = None
         self._said: set[tuple[int, str, str]] = set()
         self._log = get_logger()
+        self._reasons_fn: Any = None  # the pynvml function that reads the clock-event reasons
+        self._reasons_name: str | None = None
+        self._unmeasured: dict[str, str] = {}
 
     # ----------------------------------------------------------------- set-up
     def set_target(self, pid: int | None = None, lane: Any = None) -> None:
@@ -94,6 +126,12 @@ class NvmlProbe(Probe):
         except OSError as exc:  # a broken libnvidia-ml.so
             return False, f"NVML could not be loaded: {exc}"
         self._nv = nv
+        self._unmeasured = {}
+        self._reasons_name = next((f for f in REASON_FUNCTIONS if callable(getattr(nv, f, None))), None)
+        self._reasons_fn = getattr(nv, self._reasons_name) if self._reasons_name else None
+        if self._reasons_fn is None:
+            self._unmeasured["throttle"] = (f"this nvidia-ml-py has neither {' nor '.join(REASON_FUNCTIONS)} "
+                                            "(pip install -U nvidia-ml-py)")
         try:
             count = nv.nvmlDeviceGetCount()
             gpus = [self._open_gpu(i) for i in range(count)]
@@ -146,6 +184,8 @@ class NvmlProbe(Probe):
         if metric == "mem":
             m = nv.nvmlDeviceGetMemoryInfo(h)
             return (m.used / GIB, m.total / GIB)
+        if metric == "throttle":
+            return throttle_reasons(int(self._reasons_fn(h)))
         if metric == "procs":
             pids = self._tree_pids()
             if not pids:
@@ -177,9 +217,10 @@ class NvmlProbe(Probe):
         if nv is None or not self._gpus:
             raise ProbeGone("no GPU left to read")
         unsupported, lost = _errors(nv, _UNSUPPORTED), _errors(nv, _LOST)
-        got: dict[str, list[Any]] = {m: [] for m in ("util", "temp", "power", "mem", "procs")}
+        got: dict[str, list[Any]] = {m: [] for m in ("util", "temp", "power", "mem", "procs", "throttle")}
         for gpu in list(self._gpus):
-            metrics = ["util", "temp", "power"] + ([] if gpu.unified else ["mem"]) + (["procs"] if self._root else [])
+            metrics = (["util", "temp", "power"] + ([] if gpu.unified else ["mem"]) + (["procs"] if self._root else [])
+                       + (["throttle"] if self._reasons_fn is not None else []))
             for metric in metrics:
                 if metric in gpu.off:
                     continue
@@ -190,6 +231,10 @@ class NvmlProbe(Probe):
                     self._say_once(gpu, "probe.metric_unsupported", metric=metric, error=type(exc).__name__)
                     if metric == "mem":  # unified memory on drivers that refuse it mid-run
                         gpu.unified, gpu.unified_why = True, "NVML memory info is NotSupported"
+                    if metric == "throttle" and all("throttle" in g.off for g in self._gpus):
+                        self._unmeasured["throttle"] = (
+                            f"clock-throttle reasons: NVML {self._reasons_name} answered "
+                            f"{type(exc).__name__} on GPU {gpu.index} ({gpu.name})")
                     continue
                 except lost as exc:
                     self._gpus.remove(gpu)
@@ -201,7 +246,7 @@ class NvmlProbe(Probe):
                     got[metric].append(value)
         if not self._gpus:
             raise ProbeGone("every GPU was lost (NVML: GPU is lost); NVML readings stop here")
-        mem = got["mem"]
+        mem, throttle = got["mem"], got["throttle"]
         return {
             "gpu_count": len(self._gpus),
             "unified_memory": any(g.unified for g in self._gpus),
@@ -211,7 +256,13 @@ class NvmlProbe(Probe):
             "gpu_mem_used_gb": sum(u for u, _t in mem) if mem else None,
             "gpu_mem_total_gb": sum(t for _u, t in mem) if mem else None,
             "lane_gpu_mem_gb": sum(got["procs"]) if got["procs"] else None,
+            # any GPU's reasons count: one throttled GPU slows a tensor-parallel server down
+            "throttle_reasons": sorted({r for rs in throttle for r in rs}) if throttle else None,
+            "throttle_source": self.name if throttle else None,
         }
+
+    def unmeasured(self) -> dict[str, str]:
+        return dict(self._unmeasured)
 
     def close(self) -> None:
         if self._nv is not None:
