@@ -24,7 +24,6 @@ PENDING_SPLITS: dict[str, str] = {
     "core/report.py": "markdown rendering to the summary reporter, table code to the reporters",
     "core/cli.py": "commands as built-in command plugins (hbench_register_commands)",
     "plugins/reporters/report_html.py": "CSS/JS into the reporter's assets",
-    "plugins/agents/hermes.py": "Hermes config writing apart from the attempt driver",
 }
 
 #: (file, string) pairs in core/ equal to a built-in plugin's registered name, with why

@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 from hbench.agents import AttemptContext
 from hbench.models import Attempt, LaneSpec, Prompt, ToolCall
 from hbench.plugins.agents import hermes as hm
+from hbench.plugins.agents import hermes_sessions as hsess
+from hbench.plugins.agents import hermes_setup as hset
 from hbench.plugins.agents.hermes import AGENT
 from hbench.testing import ScriptedServer, answer, call
 
@@ -108,12 +110,12 @@ def test_bucketing_back_to_back_prompts_never_double_count():
         {"id": "sC", "started_at": 102.0005},
         {"id": "early", "started_at": 99.999},  # before every prompt: nobody's
     ]
-    out = hm.bucket_sessions(starts, sessions)
+    out = hsess.bucket_sessions(starts, sessions)
     assert {k: [s["id"] for s in v] for k, v in out.items()} == {"A": ["sA"], "B": ["sB", "sB2"], "C": ["sC"]}
 
 
 def test_bucketing_equal_starts_later_prompt_wins_and_bad_rows_are_skipped():
-    out = hm.bucket_sessions([("x", 5.0), ("y", 5.0)], [{"started_at": 5.0}, {"started_at": None}, {}])
+    out = hsess.bucket_sessions([("x", 5.0), ("y", 5.0)], [{"started_at": 5.0}, {"started_at": None}, {}])
     assert out == {"x": [], "y": [{"started_at": 5.0}]}
 
 
@@ -124,7 +126,7 @@ def test_bucketing_equal_starts_later_prompt_wins_and_bad_rows_are_skipped():
 def test_bucketing_rule_property(starts, times):
     prompts = [(f"p{i}", t) for i, t in enumerate(starts)]
     sessions = [{"i": i, "started_at": t} for i, t in enumerate(times)]
-    out = hm.bucket_sessions(prompts, sessions)
+    out = hsess.bucket_sessions(prompts, sessions)
     placed = [s["i"] for bucket in out.values() for s in bucket]
     assert len(placed) == len(set(placed))  # mutually exclusive
     for key, bucket in out.items():
@@ -196,7 +198,7 @@ def test_fill_from_sessions_maps_calls_results_unknown_tools_and_format_errors()
         _msg(7, "assistant", 13.0, "The answer is 42.", finish_reason="stop"),
     ]}
     a = Attempt(lane="l", prompt_id="p", n=1, agent="hermes")
-    hm.fill_from_sessions(a, [session])
+    hsess.fill_from_sessions(a, [session])
     assert [c.name for c in a.tool_calls] == ["search_files", "list_dir", "read_file"]
     first, unknown, broken = a.tool_calls
     assert first.ok and first.arguments == {"pattern": "*"} and "a.md" in first.result
@@ -219,27 +221,27 @@ def test_fill_from_sessions_marks_hermes_iteration_limit_as_max_turns():
         _msg(5, "assistant", 3.0, "summary"),
     ]}
     a = Attempt(lane="l", prompt_id="p", n=1)
-    hm.fill_from_sessions(a, [session])
+    hsess.fill_from_sessions(a, [session])
     assert a.runaway == "max_turns" and a.answer == "summary"
 
 
 def test_parse_export_skips_junk_lines():
     text = '{"id": "a", "messages": []}\nnot json\n[1, 2]\n\n{"id": "b"}\n'
-    assert [s["id"] for s in hm.parse_export(text)] == ["a", "b"]
+    assert [s["id"] for s in hsess.parse_export(text)] == ["a", "b"]
 
 
 # --------------------------------------------------------------------------- config and options (pure)
 
 
 def test_config_carries_lane_settings_and_never_the_key():
-    cfg = hm.build_config(base_url="http://127.0.0.1:1/v1", model="m", context_length=70000, max_tokens=256,
+    cfg = hset.build_config(base_url="http://127.0.0.1:1/v1", model="m", context_length=70000, max_tokens=256,
                           max_turns=7, with_key=True, extra={"agent": {"api_max_retries": 0}, "x": 1})
     assert cfg["model"] == {"provider": "custom", "default": "m", "base_url": "http://127.0.0.1:1/v1",
                             "context_length": 70000, "max_tokens": 256, "api_key": "${HBENCH_HERMES_API_KEY}"}
     assert cfg["agent"] == {"max_turns": 7, "environment_probe": False, "api_max_retries": 0}
     assert cfg["security"] == {"allow_lazy_installs": False} and cfg["x"] == 1
-    assert json.loads(hm.render_config(cfg)) == cfg
-    assert "api_key" not in hm.build_config(base_url="u", model="m", context_length=1, max_tokens=1,
+    assert json.loads(hset.render_config(cfg)) == cfg
+    assert "api_key" not in hset.build_config(base_url="u", model="m", context_length=1, max_tokens=1,
                                             max_turns=1, with_key=False)["model"]
 
 
@@ -274,22 +276,22 @@ def test_bin_lookup_order_and_the_install_hint(tmp_path, monkeypatch):
     monkeypatch.delenv("HBENCH_HERMES_BIN", raising=False)
     ok, why = AGENT.usable()
     assert not ok
-    assert why.startswith("hermes: not found") and hm.INSTALL_HINT in why
+    assert why.startswith("hermes: not found") and hset.INSTALL_HINT in why
     assert "pip install hermes-agent==0.19.0" in why
     default = tmp_path / ".hermes-venv" / "bin" / "hermes"
     default.parent.mkdir(parents=True)
     default.write_text("#!/bin/sh\n")
     default.chmod(0o755)
-    assert hm.find_hermes_bin()[0] == default
+    assert hset.find_hermes_bin()[0] == default
     envbin = tmp_path / "env-hermes"
     envbin.write_text("#!/bin/sh\n")
     envbin.chmod(0o755)
     monkeypatch.setenv("HBENCH_HERMES_BIN", str(envbin))
-    assert hm.find_hermes_bin()[0] == envbin
+    assert hset.find_hermes_bin()[0] == envbin
     lane = LaneSpec(name="l", agent_options={"hermes_bin": str(default)})
-    assert hm.find_hermes_bin(lane)[0] == default
+    assert hset.find_hermes_bin(lane)[0] == default
     monkeypatch.setenv("HBENCH_HERMES_BIN", str(tmp_path / "missing"))
-    path, where = hm.find_hermes_bin()
+    path, where = hset.find_hermes_bin()
     assert path is None and "missing" in where
 
 
@@ -304,7 +306,7 @@ def test_bin_on_path_is_found_after_the_env_var_and_before_the_default_venv(tmp_
     on_path.write_text("#!/bin/sh\n")
     on_path.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir))
-    path, where = hm.find_hermes_bin()
+    path, where = hset.find_hermes_bin()
     assert path == on_path and where == "PATH"
     ok, why = AGENT.usable()
     assert ok and str(on_path) in why
@@ -312,15 +314,15 @@ def test_bin_on_path_is_found_after_the_env_var_and_before_the_default_venv(tmp_
     default.parent.mkdir(parents=True)
     default.write_text("#!/bin/sh\n")
     default.chmod(0o755)
-    assert hm.find_hermes_bin()[0] == on_path
+    assert hset.find_hermes_bin()[0] == on_path
     envbin = tmp_path / "env-hermes"  # the env var wins over PATH
     envbin.write_text("#!/bin/sh\n")
     envbin.chmod(0o755)
     monkeypatch.setenv("HBENCH_HERMES_BIN", str(envbin))
-    assert hm.find_hermes_bin()[0] == envbin
+    assert hset.find_hermes_bin()[0] == envbin
     monkeypatch.delenv("HBENCH_HERMES_BIN")
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
-    assert hm.find_hermes_bin()[0] == default
+    assert hset.find_hermes_bin()[0] == default
 
 
 def test_hbench_agents_command_lists_drivers_and_the_fix(tmp_path, monkeypatch):
@@ -339,8 +341,8 @@ def test_hbench_agents_command_lists_drivers_and_the_fix(tmp_path, monkeypatch):
 @needs_hermes
 def test_usable_reports_the_installed_version(hermes_env):
     ok, why = AGENT.usable()
-    assert ok and why.startswith(f"hermes-agent {hm.PINNED_VERSION} at ")
-    assert AGENT.describe() == {"name": "hermes", "version": hm.PINNED_VERSION}
+    assert ok and why.startswith(f"hermes-agent {hset.PINNED_VERSION} at ")
+    assert AGENT.describe() == {"name": "hermes", "version": hset.PINNED_VERSION}
 
 
 # --------------------------------------------------------------------------- the real hermes
@@ -586,7 +588,7 @@ def test_hbench_run_with_the_hermes_agent(tmp_path, suite, truth, hermes_env, mo
     assert code == 0
     (card_path,) = [p for p in out.glob("*.json")]
     card = json.loads(card_path.read_text())
-    assert card["agent"] == {"name": "hermes", "version": hm.PINNED_VERSION}
+    assert card["agent"] == {"name": "hermes", "version": hset.PINNED_VERSION}
     assert (card["core_pass"], card["core_n"], card["pass_rate"]) == (2, 2, 1.0)
     assert card["correct_tool_rate"] == 1.0 and card["runaway_rate"] == 0.0
     by_id = {p["id"]: p for p in card["prompts"]}
