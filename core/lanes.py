@@ -4,8 +4,9 @@ Kinds live in plugins/lanes/. ``open_lane`` is what the runner, ``hbench doctor`
 ``hbench throughput`` use: it makes a lane ready (starting it first when it is managed,
 see :mod:`hbench.lifecycle`), yields a :class:`RunningLane`, and stops it afterwards.
 
-Server facts (health endpoints, metric names) are in docs/LANES.md. Everything a server
-might not offer is looked up by name and reported as "unsupported" (None), never a crash.
+Server facts (health endpoints, metric names) are in docs/LANES.md; each kind's metric names
+are its own class variables (plugins/lanes/). Everything a server might not offer is looked
+up by name and reported as "unsupported" (None), never a crash.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 import attrs
 
@@ -85,26 +86,20 @@ def auth_problem(lane: LaneSpec, http: httpx.Client) -> str | None:
     return None
 
 
-#: old vLLM metric sample names -> the current name (docs/LANES.md)
-METRIC_ALIASES: dict[str, str] = {
-    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
-    "vllm:time_per_output_token_seconds_sum": "vllm:inter_token_latency_seconds_sum",
-    "vllm:time_per_output_token_seconds_count": "vllm:inter_token_latency_seconds_count",
-}
-
-
 def server_root(base_url: str) -> str:
     """``http://h:p/v1`` -> ``http://h:p`` (health and metrics live at the server root)."""
     url = base_url.rstrip("/")
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def parse_metrics(text: str) -> dict[str, float]:
+def parse_metrics(text: str, aliases: Mapping[str, str] | None = None) -> dict[str, float]:
     """Prometheus text -> ``{sample name: value summed over label sets}``.
 
     Histogram buckets and ``_created`` samples are dropped; ``_sum``/``_count`` are kept
-    (diff them between two readings). Old vLLM names are also filed under the new name.
-    Raises ``ValueError`` for text that is not Prometheus exposition format.
+    (diff them between two readings). ``aliases`` (old name -> current name, a kind's
+    :attr:`LaneKind.metric_aliases`) files a sample a server still publishes under its old
+    name under the current one too. Raises ``ValueError`` for text that is not Prometheus
+    exposition format.
     """
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -114,7 +109,7 @@ def parse_metrics(text: str) -> dict[str, float]:
             if s.name.endswith("_bucket") or s.name.endswith("_created"):
                 continue
             out[s.name] = out.get(s.name, 0.0) + float(s.value)
-    for old, new in METRIC_ALIASES.items():
+    for old, new in (aliases or {}).items():
         if old in out and new not in out:
             out[new] = out[old]
     return out
@@ -133,6 +128,12 @@ class LaneKind:
     description: ClassVar[str] = ""
     #: metrics endpoints to try, relative to the server root (empty = no metrics)
     metrics_paths: ClassVar[tuple[str, ...]] = ()
+    #: metric sample names a server renamed: old name -> current name (a reading files the
+    #: old under the current one, so the rest of hbench asks for one name)
+    metric_aliases: ClassVar[dict[str, str]] = {}
+    #: the server's own decode rate: (tokens counter, seconds counter) pairs, tried in order;
+    #: tokens over seconds between two readings (empty = the server does not say)
+    decode_rate_counters: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: hbench always starts and stops this kind's lanes (it serves them itself), even
     #: without a start command
     always_managed: ClassVar[bool] = False
@@ -227,26 +228,20 @@ class LaneKind:
             if r.status_code != 200:
                 continue
             try:
-                return parse_metrics(r.text)
+                return parse_metrics(r.text, self.metric_aliases)
             except ValueError:
                 get_logger().info("lane.metrics_unparsable", lane=lane.name, path=path)
                 return None
         return None
 
     def server_decode_tok_s(self, before: dict[str, float], after: dict[str, float]) -> float | None:
-        """The server's own decode rate between two metric readings, or None.
-
-        vLLM/NIM: inter-token latency histogram (``count``/``sum`` deltas); llama.cpp:
-        ``tokens_predicted_total`` over ``tokens_predicted_seconds_total``.
-        """
-        n = _delta(before, after, "vllm:inter_token_latency_seconds_count")
-        s = _delta(before, after, "vllm:inter_token_latency_seconds_sum")
-        if n and s and n > 0 and s > 0:
-            return n / s
-        n = _delta(before, after, "llamacpp:tokens_predicted_total")
-        s = _delta(before, after, "llamacpp:tokens_predicted_seconds_total")
-        if n and s and n > 0 and s > 0:
-            return n / s
+        """The server's own decode rate between two metric readings, or None: the first
+        pair of :attr:`decode_rate_counters` that moved (tokens delta over seconds delta)."""
+        for tokens, seconds in self.decode_rate_counters:
+            n = _delta(before, after, tokens)
+            s = _delta(before, after, seconds)
+            if n and s and n > 0 and s > 0:
+                return n / s
         return None
 
     def describe(self, lane: LaneSpec) -> dict[str, Any]:

@@ -185,11 +185,29 @@ def test_parse_metrics_files_old_vllm_names_under_new_ones():
             "# TYPE vllm:time_per_output_token_seconds histogram\n"
             'vllm:time_per_output_token_seconds_bucket{le="+Inf"} 4\n'
             "vllm:time_per_output_token_seconds_sum 0.2\nvllm:time_per_output_token_seconds_count 4\n")
-    m = parse_metrics(text)
+    m = parse_metrics(text, kind("vllm").metric_aliases)
     assert m["vllm:kv_cache_usage_perc"] == 0.5
     assert m["vllm:inter_token_latency_seconds_count"] == 4
+    assert "vllm:kv_cache_usage_perc" not in parse_metrics(text)  # the aliases are vLLM's, not core's
     with pytest.raises(ValueError):
         parse_metrics("this is { not prometheus\n")
+
+
+def test_metric_names_belong_to_their_lane_kinds():
+    """Issue 16: the base LaneKind names no server's metrics; each kind declares its own."""
+    import hbench.lanes
+
+    source = Path(hbench.lanes.__file__).read_text()
+    assert not re.search(r"(vllm|llamacpp|sglang):", source)
+    base = hbench.lanes.LaneKind
+    assert base.metric_aliases == {} and base.decode_rate_counters == ()
+    assert base().server_decode_tok_s({"vllm:inter_token_latency_seconds_count": 0.0},
+                                      {"vllm:inter_token_latency_seconds_count": 9.0}) is None
+    before = {"llamacpp:tokens_predicted_total": 10.0, "llamacpp:tokens_predicted_seconds_total": 1.0}
+    after = {"llamacpp:tokens_predicted_total": 110.0, "llamacpp:tokens_predicted_seconds_total": 3.0}
+    assert kind("llamacpp").server_decode_tok_s(before, after) == 50.0
+    assert kind("vllm").server_decode_tok_s(before, after) is None
+    assert kind("nim").decode_rate_counters == kind("vllm").decode_rate_counters
 
 
 # --------------------------------------------------------------------------- starting

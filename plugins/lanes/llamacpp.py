@@ -84,6 +84,8 @@ class LlamaCppKind(LaneKind):
     name = "llamacpp"
     description = "llama.cpp llama-server; ready when /health is 200 (503 = loading)"
     metrics_paths = ("/metrics",)
+    #: tokens generated over the seconds spent generating them
+    decode_rate_counters = (("llamacpp:tokens_predicted_total", "llamacpp:tokens_predicted_seconds_total"),)
     tool_call_fix = (
         "start llama-server with --jinja (newer builds default to it) and a chat template that "
         "supports tools (--chat-template-file if the GGUF's own template lacks them)"

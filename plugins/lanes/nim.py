@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from hbench.lanes import LaneKind, server_root
 from hbench.models import LaneSpec
+from hbench.plugins.lanes.vllm import VLLM_DECODE_COUNTERS, VLLM_METRIC_ALIASES
 
 if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must stay fast
     import httpx
@@ -29,6 +30,8 @@ class NIMKind(LaneKind):
     name = "nim"
     description = "NVIDIA NIM; ready when /v1/health/ready is 200 (live comes first)"
     metrics_paths = ("/v1/metrics", "/metrics")
+    metric_aliases = VLLM_METRIC_ALIASES  # a vLLM engine: vLLM's names
+    decode_rate_counters = VLLM_DECODE_COUNTERS
     tool_call_fix = (
         "set NIM_ENABLE_AUTO_TOOL_CHOICE=1 and NIM_TOOL_CALL_PARSER=hermes (or the parser for "
         "your model) on the NIM container"

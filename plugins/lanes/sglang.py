@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hbench.lanes import LaneKind, _delta, server_root
+from hbench.lanes import LaneKind, server_root
 from hbench.limits import response_json
 from hbench.models import LaneSpec
 
@@ -43,6 +43,8 @@ class SGLangKind(LaneKind):
     name = "sglang"
     description = "SGLang; connection refused while loading, then /health 200"
     metrics_paths = ("/metrics",)
+    metric_aliases = _ALIASES
+    decode_rate_counters = (("sglang:inter_token_latency_seconds_count", "sglang:inter_token_latency_seconds_sum"),)
     tool_call_fix = (
         "start SGLang with --tool-call-parser matching the model (qwen25 for Qwen2.5/Qwen3, llama3, "
         "mistral, deepseekv3, gpt-oss)"
@@ -92,21 +94,6 @@ class SGLangKind(LaneKind):
                 if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                     return v
         return None
-
-    def server_metrics(self, lane: LaneSpec, http: httpx.Client) -> dict[str, float] | None:
-        out = super().server_metrics(lane, http)
-        if out is not None:
-            for old, new in _ALIASES.items():
-                if old in out and new not in out:
-                    out[new] = out[old]
-        return out
-
-    def server_decode_tok_s(self, before: dict[str, float], after: dict[str, float]) -> float | None:
-        n = _delta(before, after, "sglang:inter_token_latency_seconds_count")
-        s = _delta(before, after, "sglang:inter_token_latency_seconds_sum")
-        if n and s and n > 0 and s > 0:
-            return n / s
-        return super().server_decode_tok_s(before, after)
 
     def prefix_cache_hit_rate(self, metrics: dict[str, float]) -> float | None:
         """SGLang's own ``sglang:cache_hit_rate`` gauge (0-1), when it is published."""

@@ -23,10 +23,22 @@ if TYPE_CHECKING:  # httpx is imported where it is used: listing plugins must st
     import httpx
 
 
+#: old vLLM metric sample names -> the current name (docs/LANES.md)
+VLLM_METRIC_ALIASES: dict[str, str] = {
+    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
+    "vllm:time_per_output_token_seconds_sum": "vllm:inter_token_latency_seconds_sum",
+    "vllm:time_per_output_token_seconds_count": "vllm:inter_token_latency_seconds_count",
+}
+#: the engine's decode rate: inter-token gaps over the seconds they took
+VLLM_DECODE_COUNTERS = (("vllm:inter_token_latency_seconds_count", "vllm:inter_token_latency_seconds_sum"),)
+
+
 class VLLMKind(LaneKind):
     name = "vllm"
     description = "vLLM; connection refused while loading, then /health 200"
     metrics_paths = ("/metrics",)
+    metric_aliases = VLLM_METRIC_ALIASES
+    decode_rate_counters = VLLM_DECODE_COUNTERS
     tool_call_fix = (
         "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes (the parser must match "
         "the model: hermes for Hermes/Qwen, llama3_json, mistral, openai for gpt-oss)"
