@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 
 from hbench.models import Attempt, CheckResult, Prompt, ToolCall
 from hbench.plugins.checks import Honesty, Substring
+from hbench.plugins.reporters.markdown import summary_markdown
+from hbench.plugins.reporters.tables import build_tables, headline, host_name
 from hbench.report import (
     ScorecardError,
-    build_tables,
-    headline,
-    host_name,
     scorecard_from_dict,
     scorecard_to_dict,
-    summary_markdown,
     validate_scorecard,
 )
 from hbench.runner import parse_fail_under

@@ -28,7 +28,8 @@ from hbench.cli import main
 from hbench.journal import completed, iter_records
 from hbench.lanes import free_port
 from hbench.logging import configure
-from hbench.report import host_name, load_scorecard
+from hbench.plugins.reporters.tables import host_name
+from hbench.report import load_scorecard
 from hbench.runner import RunOptions, run
 from test_runner import HONESTY, steady_scripts
 

@@ -21,9 +21,7 @@ PENDING_SPLITS: dict[str, str] = {
     "core/runner.py": "lane selection, scheduling, progress, scorecard assembly (issue 19 was editing it)",
     "core/suite.py": "loading, validation, rendering of fixtures",
     "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
-    "core/report.py": "markdown rendering to the summary reporter, table code to the reporters",
     "core/cli.py": "commands as built-in command plugins (hbench_register_commands)",
-    "plugins/reporters/report_html.py": "CSS/JS into the reporter's assets",
 }
 
 #: (file, string) pairs in core/ equal to a built-in plugin's registered name, with why
@@ -42,7 +40,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the default agent",
     ("core/config.py", "builtin"): "the default agent",
-    ("core/report.py", "builtin"): "the default agent",
     ("core/runner.py", "builtin"): "the default agent",
     ("core/cli.py", "openai"): "the default lane kind of --lane-url",
     ("core/config.py", "hermes-brain"): "the default suite",
@@ -61,8 +58,6 @@ KNOWN_CYCLES: list[set[str]] = [
     {"hbench.lanes", "hbench.lifecycle"},
     # the runner hands lanes to parallel/ray_lanes, which call back into the runner's lane loop
     {"hbench.runner", "hbench.parallel", "hbench.ray_lanes"},
-    # the HTML report draws history trends; history's pages reuse the report's drawing code
-    {"hbench.plugins.reporters.report_html", "hbench.plugins.history.html", "hbench.plugins.history.trends"},
 ]
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from hbench.models import AttemptSummary, Latency, PromptScore, Scorecard, Telemetry, Throughput
-from hbench.report import md_cell
+from hbench.plugins.reporters.markdown import md_cell
 
 HOSTILE = [
     "![x](http://host/p.png)",

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from hbench.report import build_tables, load_scorecard
+from hbench.plugins.reporters.tables import build_tables
+from hbench.report import load_scorecard
 
 DATA = Path(__file__).parent / "data" / "scorecards"
 RUN_LANES = ["llamacpp-qwen3-8b", "vllm-gptoss-20b", "ollama-llama3.2-3b"]

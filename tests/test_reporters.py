@@ -227,7 +227,7 @@ def test_mixed_suites_refused_unless_allowed(tmp_path):
 
 
 def test_same_lane_name_from_two_machines_is_disambiguated(tmp_path):
-    from hbench.report import build_tables
+    from hbench.plugins.reporters.tables import build_tables
 
     host = lambda h: {"hbench_version": "0.1.0", "started_at": "", "finished_at": "", "plugins": {},  # noqa: E731
                       "host": {"hostname": h}}

@@ -10,38 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from hbench.plugins.history.compare import Comparison
-
-
-def _esc(x: Any) -> str:
-    import html
-
-    return html.escape(str(x), quote=True)
+from hbench.plugins.reporters.svg import css, sparkline
+from hbench.plugins.reporters.svg import esc as _esc
+from hbench.report import sanitise_text
 
 
 def _ci(ci: list[Any]) -> str:
     if len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
         return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
     return "[n/a]"
-
-
-def sparkline(values: list[float], lo: float, hi: float, label: str, width: int = 220, height: int = 48) -> str:
-    """An inline SVG line over ``values`` (oldest first) between ``lo`` and ``hi``; the last
-    point is marked. Needs two or more values."""
-    pad = 4
-    n = len(values)
-    span = (hi - lo) or 1.0
-    pts = []
-    for i, v in enumerate(values):
-        x = pad + (width - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
-        y = height - pad - (height - 2 * pad) * (min(max(v, lo), hi) - lo) / span
-        pts.append((round(x, 1), round(y, 1)))
-    poly = " ".join(f"{x},{y}" for x, y in pts)
-    lx, ly = pts[-1]
-    return (f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{_esc(label)}"><title>{_esc(label)}</title>'
-            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#d8dde3"/>'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{poly}"/>'
-            f'<circle cx="{lx}" cy="{ly}" r="3.5" fill="#1f77b4"/></svg>')
 
 
 def trends_section(trends: dict[str, list[dict[str, Any]]]) -> str:
@@ -72,9 +49,6 @@ def trends_section(trends: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def compare_page(cmp: Comparison) -> str:
-    from hbench.plugins.reporters.report_html import CSS
-    from hbench.report import sanitise_text
-
     csp = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src 'none'; "
            "connect-src 'none'; base-uri 'none'; form-action 'none'")
     head = ["Lane", "verdict", "core_pass A", "core_pass B", "Δ core", "pass_rate A [95%]", "pass_rate B [95%]",
@@ -125,5 +99,5 @@ def compare_page(cmp: Comparison) -> str:
             f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             '<meta name="referrer" content="no-referrer">\n'
-            f"<title>{_esc(title)}</title>\n<style>{CSS}\ntr.bad td{{background:var(--bad)}}tr.good td{{background:var(--good)}}"
+            f"<title>{_esc(title)}</title>\n<style>{css()}\ntr.bad td{{background:var(--bad)}}tr.good td{{background:var(--good)}}"
             f"</style>\n</head>\n<body>{sanitise_text(body)}\n</body></html>\n")

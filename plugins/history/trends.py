@@ -7,20 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from hbench.logging import get_logger
+from hbench.plugins.history.html import trends_section
+from hbench.plugins.history.live import _enabled
+from hbench.plugins.history.query import trend
+from hbench.plugins.history.where import exists
+
 
 def trends_html(scorecards: list[Any], last: int = 20) -> str:
     """The "Trend" section for these scorecards' lanes, or "" (no lane has two runs)."""
-    from hbench.plugins.history.live import _enabled
-
     if not scorecards or not _enabled():
         return ""
     try:
-        from hbench.plugins.history import db
-
-        if not db.exists():
+        if not exists():
             return ""
-        from hbench.plugins.history.html import trends_section
-        from hbench.plugins.history.query import trend
+        from hbench.plugins.history import db  # SQLAlchemy: imported only when a database is there
 
         engine = db.engine_for()
         data = {}
@@ -29,7 +30,5 @@ def trends_html(scorecards: list[Any], last: int = 20) -> str:
             data[name] = trend(engine, name, (sc.suite or {}).get("sha256"), last=last)
         return trends_section(data)
     except Exception as exc:  # noqa: BLE001 - a report never fails for its trend
-        from hbench.logging import get_logger
-
         get_logger().warning("report.trend_unavailable", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
         return ""

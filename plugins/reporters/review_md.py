@@ -25,7 +25,10 @@ def fenced(text: str) -> str:
 
 
 def review_markdown(scorecards: list[Scorecard], suite: Any = None) -> str:
-    from hbench.report import dedupe_lane_names, lane_name, md_cell
+    # imported when a review is written (listing plugins stays fast)
+    from hbench.plugins.reporters.markdown import md_cell
+    from hbench.plugins.reporters.tables import dedupe_lane_names
+    from hbench.report import lane_name
 
     cards = dedupe_lane_names(list(scorecards))
     prompt_text: dict[str, str] = {}

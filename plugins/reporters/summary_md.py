@@ -1,7 +1,8 @@
 """The ``md`` reporter: ``summary.md``, the rank table a person pastes into an issue.
 
-The tables come from :func:`hbench.report.build_tables` (shared with report.html and
-``hbench report``), so every report ranks the lanes the same way.
+The rows come from :func:`hbench.plugins.reporters.tables.build_tables` (shared with
+report.html), so every report ranks the lanes the same way; the Markdown is laid out by
+:func:`hbench.plugins.reporters.markdown.summary_markdown`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ class MarkdownReporter(Reporter):
     description: ClassVar[str] = "summary.md: rank table, per-prompt matrix, telemetry, latency"
 
     def write(self, scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> list[Path]:
-        from hbench.report import build_tables, sanitise_text, summary_markdown, write_text_atomic
+        # the renderer, imported when a report is written (listing plugins stays fast)
+        from hbench.plugins.reporters.markdown import summary_markdown
+        from hbench.plugins.reporters.tables import build_tables
+        from hbench.report import sanitise_text, write_text_atomic
 
         tables = build_tables(list(scorecards), allow_mixed=bool(context.get("allow_mixed")),
                               prefer=str(context.get("prefer") or "memory"))
