@@ -28,15 +28,19 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import psutil
 
 from hbench.errors import LaneError
-from hbench.lanes import LaneKind, RunningLane, check_served_model, prove_generation, ready_timeout, wait_ready
 from hbench.logging import get_logger, scrub
 from hbench.meminfo import mem_available_bytes
 from hbench.models import LaneSpec
+from hbench.outdir import mark
+from hbench.readiness import RunningLane, check_served_model, prove_generation, ready_timeout, wait_ready
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hbench.lanes import LaneKind  # only a type here: lanes hands managed lanes to this module
 
 MEMINFO = Path("/proc/meminfo")
 KILL_WAIT_S = 5.0  # after SIGKILL, how long the group gets to disappear
@@ -303,8 +307,6 @@ def managed_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: 
     check_floor(spec)
     log_path = log_path_for(Path(out_dir), spec.name)
     if not Path(out_dir).exists() or not any(Path(out_dir).iterdir()):
-        from hbench.outdir import mark
-
         mark(Path(out_dir))  # a folder hbench creates (`hbench doctor`'s logs) is marked as its own
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logf = open(log_path, "ab")  # noqa: SIM115 - closed in finally
