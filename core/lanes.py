@@ -286,11 +286,11 @@ def open_lane(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: flo
     ``cancel`` (Ctrl-C) ends the wait for readiness at once (:class:`LaneWaitCancelled`)."""
     spec = kind.prepare(attrs.evolve(spec), Path(out_dir))
     if spec.start:
+        # lifecycle imports psutil (heavy: `hbench plugins` loads this module); only a lane
+        # hbench starts needs it. lifecycle builds on hbench.readiness, never on this module
         from hbench.lifecycle import managed_lane
 
         with managed_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status,
-        # lifecycle imports psutil (heavy: `hbench plugins` loads this module); only a lane
-        # hbench starts needs it. lifecycle builds on hbench.readiness, never on this module
                           cancel=cancel) as running:
             yield running
         return

@@ -74,8 +74,8 @@ class Registry:
     def __init__(self, what: str):
         self.what = what  # singular, for messages: "check kind", "lane"
         self._entries: dict[str, Entry] = {}
-
         self._default: str | None = None
+
     def add(self, name: str, obj: Any, plugin: str, default: bool = False) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin!r} registered a {self.what} without a name: {obj!r}")
@@ -86,7 +86,6 @@ class Registry:
                 f"{plugin!r}; uninstall or disable one of them (HBENCH_DISABLE_PLUGINS={plugin})"
             )
         self._entries[name] = Entry(name, obj, plugin)
-
         if default:
             self._mark_default(name, plugin)
 
@@ -98,6 +97,7 @@ class Registry:
             self._default = name
             return
         from hbench.logging import get_logger
+
         first = self._entries[self._default]
         get_logger().warning(
             "plugin.second_default", what=self.what, kept=f"{first.name} ({first.plugin})",
@@ -139,9 +139,9 @@ class Registry:
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
         if name is None:  # None names the default
             return self._default is not None
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
