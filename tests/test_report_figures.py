@@ -168,3 +168,26 @@ def test_line_chart_skips_unknown_points_and_scales_to_a_round_top():
     assert p.charts["c"]["series"] == {"a": [(1.0, 10.0), (4.0, 33.0)]}
     assert nice_max(33.0) == 50 and nice_max(140.0) == 200 and nice_max(0.3) == pytest.approx(0.5)
     assert "<script" not in svg
+
+
+def test_sweep_charts_in_a_real_browser(tmp_path):
+    """Headless Chromium: the page with sweeps loads with no console error and no request,
+    the Chart.js charts still draw, and each SVG chart is laid out with its points."""
+    from test_report_html import CHROMIUM, Browser, console_errors, open_page, requests_made
+
+    if CHROMIUM is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium)")
+    write([swept("lane-a"), swept("lane-b", conc=None), make_scorecard("lane-c")], tmp_path)
+    page = tmp_path / "report.html"
+    b = Browser(tmp_path / "chromium-profile")
+    try:
+        open_page(b, page)
+        sizes = b.js("Array.from(document.querySelectorAll('svg.linechart')).map(function (s) {"
+                     "var r = s.getBoundingClientRect(); return [s.id, Math.round(r.width), Math.round(r.height),"
+                     " s.querySelectorAll('circle.pt').length]; })")
+        assert console_errors(b) == [] and requests_made(b, page) == []
+    finally:
+        b.close()
+    assert [s[0] for s in sizes] == ["sweep-ttft", "sweep-decode", "sweep-aggregate", "sweep-per-stream"]
+    assert all(w > 200 and h > 100 for _, w, h, _ in sizes), sizes
+    assert [s[3] for s in sizes] == [6, 6, 3, 3]
