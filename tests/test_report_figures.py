@@ -131,19 +131,17 @@ def test_cost_and_throttle_where_present(tmp_path):
     a = make_scorecard("lane-a", efficiency=eff)
     a = attrs.evolve(a, lane={**a.lane, "ready_s": 5.2, "resting_memory_gb": 27.0})
     b = make_scorecard("lane-b")  # an older scorecard: no cost figures, throttling not measured
-    if hasattr(a.telemetry, "throttle"):
-        a = attrs.evolve(a, telemetry=attrs.evolve(a.telemetry, throttle={
-            "share": 0.125, "reasons": {"thermal": 0.1, "power": 0.025}, "source": "nvml"}))
+    a = attrs.evolve(a, telemetry=attrs.evolve(a.telemetry, throttle={
+        "share": 0.125, "reasons": {"thermal": 0.1, "power": 0.025}, "source": "nvml"}))
     page, md = write([a, b], tmp_path)
     assert "| lane-a | 5.2 | 27.00 GB | 12.5 | 840 | 80% (≤60 s) | 4.2 |" in md
     assert "| lane-b |" not in md.split("## Cost")[1]
     cost = page.split('<section id="cost">')[1].split("</section>")[0]
     assert ">5.2<" in cost and ">27.00 GB<" in cost and "lane-b" not in cost
-    if hasattr(a.telemetry, "throttle"):
-        tel = md.split("## Telemetry")[1].split("##")[0]
-        assert "| throttled |" in tel.splitlines()[2]
-        assert "12% (thermal 10%, power 2%)" in tel and "not measured" in tel
-        assert "12% (thermal 10%, power 2%)" in page
+    tel = md.split("## Telemetry")[1].split("##")[0]
+    assert "| throttled |" in tel.splitlines()[2]
+    assert "12% (thermal 10%, power 2%)" in tel and "not measured" in tel
+    assert "12% (thermal 10%, power 2%)" in page
 
 
 def test_no_throttle_column_when_no_lane_measured_it():

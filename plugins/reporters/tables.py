@@ -358,8 +358,8 @@ def cost_rows(t: Tables) -> list[list[str]]:
 def throttle(sc: Scorecard) -> dict[str, Any]:
     """``telemetry.throttle``: {"share": 0..1 of samples throttled, "reasons": {reason: share},
     "source"}, or {} when not measured (no NVML, an older scorecard)."""
-    th = getattr(sc.telemetry, "throttle", None)
-    return th if isinstance(th, dict) and isinstance(th.get("share"), (int, float)) else {}
+    th = sc.telemetry.throttle
+    return th if isinstance(th.get("share"), (int, float)) else {}
 
 
 def throttle_cell(th: dict[str, Any]) -> str:
