@@ -110,6 +110,9 @@ class LaneKind:
         "enable the server's tool-call parser for this model so calls come back as "
         "structured tool_calls"
     )
+    #: the server refuses a request with tools until auto tool choice is enabled (vLLM's
+    #: ``--enable-auto-tool-choice``): ``tool_call_fix`` is the answer to that refusal
+    needs_auto_tool_choice: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ starting
     def build_start(self, lane: LaneSpec) -> list[str] | None:

@@ -27,6 +27,7 @@ from hbench.errors import PluginError
 
 #: Built-in plugins, in registration order. Each module implements hooks with ``hookimpl``.
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "hbench.plugins.commands",
     "hbench.plugins.lanes",
     "hbench.plugins.checks",
     "hbench.plugins.probes",

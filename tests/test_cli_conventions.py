@@ -19,8 +19,8 @@ TYPE_METAVAR = re.compile(r"<\w+>|\b(TEXT|INTEGER|FLOAT|BOOLEAN)\b")
 def _tree():
     from typer.core import TyperOption
 
-    cli._add_plugin_commands()
     root = cli.build_command()
+    root.add_plugin_commands()  # what listing them (hbench --help) does
 
     def walk(cmd, path):
         yield path, cmd

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from lane_imitations import LEAKED, LaneImitation
 
 from hbench.cli import main
-from hbench.doctor import doctor, looks_leaked
+from hbench.plugins.commands.diagnosis import doctor, looks_leaked
 from hbench.lifecycle import group_members
 from hbench.models import LaneSpec
 from hbench.plugin_manager import get_registries

@@ -21,7 +21,6 @@ PENDING_SPLITS: dict[str, str] = {
     "core/runner.py": "lane selection, scheduling, progress, scorecard assembly (issue 19 was editing it)",
     "core/suite.py": "loading, validation, rendering of fixtures",
     "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
-    "core/cli.py": "commands as built-in command plugins (hbench_register_commands)",
 }
 
 #: (file, string) pairs in core/ equal to a built-in plugin's registered name, with why
@@ -38,15 +37,11 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/runner.py", "host"): "the provenance key 'host'",
     ("core/ray_lanes.py", "json"): "a serialisation format",
     # defaults, still named in core (pending: a plugin-declared default)
-    ("core/cli.py", "builtin"): "the default agent",
+    ("core/cli.py", "builtin"): "the `hbench plugins --json` key 'builtin' (a plugin is built in), not the agent",
     ("core/config.py", "builtin"): "the default agent",
     ("core/runner.py", "builtin"): "the default agent",
-    ("core/cli.py", "openai"): "the default lane kind of --lane-url",
     ("core/config.py", "hermes-brain"): "the default suite",
     # pending: from plugin attributes instead of names
-    ("core/doctor.py", "vllm"): "which kinds' tool_call_fix answers a vLLM-style error",
-    ("core/doctor.py", "nim"): "which kinds' tool_call_fix answers a vLLM-style error",
-    ("core/doctor.py", "read_file"): "the tool doctor's tool-call probe offers",
     ("core/probes.py", "nvml"): "which probes are GPU probes (memory source)",
     ("core/probes.py", "nvidia-smi"): "which probes are GPU probes (memory source)",
     ("core/scoring.py", "honesty"): "the gate's name when no prompt names one",

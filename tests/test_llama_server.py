@@ -143,7 +143,7 @@ def test_managed_lane_model_id_props_metrics_timings_and_a_clean_stop(gguf, tmp_
 def test_tool_requests_are_answered_in_prose_and_doctor_explains_why(gguf, tmp_path):
     """This GGUF has no chat template. Whatever we ask, llama-server answers a tool request
     in prose (no tool_calls); hbench doctor must say so and say why."""
-    from hbench.doctor import doctor
+    from hbench.plugins.commands.diagnosis import doctor
 
     findings = doctor(lane(gguf, name="doc"), KIND, out_dir=tmp_path, headroom_gb=0.0)
     by = {f.check: f for f in findings}

@@ -524,3 +524,105 @@ def test_lane_listing_never_changes_a_plugins_lanespec(hbench_plugin):
     assert listed is not original
     assert runners is available_lanes
     assert available_lanes(reg, load_config(None, lane_kinds=reg.lane_kinds.names()))["mine"] == listed
+
+
+# --------------------------------------------------------------------------- command plugins
+
+
+def test_a_command_plugin_that_fails_to_register_is_isolated(hbench_plugin):
+    """hbench_register_commands raising (after adding a command), or taking a name already
+    taken, is one plugin's failure: none of its commands is added, `hbench plugins` marks
+    it broken, every other command still works (--strict-plugins: the test below)."""
+    from typer.testing import CliRunner
+
+    from hbench.cli import app
+
+    class Good:
+        @hookimpl
+        def hbench_register_commands(self, app):
+            @app.command("hello")
+            def hello(name: str = typer_option("--name", "Who to greet.")) -> None:
+                """Say hello."""
+                print(f"hello {name}")
+
+    class Broken:
+        @hookimpl
+        def hbench_register_commands(self, app):
+            @app.command("half")
+            def half() -> None:
+                """Never added: its plugin failed."""
+
+            raise RuntimeError("commands broken on purpose")
+
+    class Taken:
+        @hookimpl
+        def hbench_register_commands(self, app):
+            @app.command("validate")
+            def validate() -> None:
+                """Would replace the built-in validate."""
+
+    hbench_plugin(Good(), name="good-commands")
+    hbench_plugin(Broken(), name="broken-commands")
+    hbench_plugin(Taken(), name="taken-commands")
+    r = CliRunner().invoke(app, ["--help"])
+    assert r.exit_code == 0, r.output
+    assert "hello" in r.output and "half" not in r.output and "doctor" in r.output
+    r = CliRunner().invoke(app, ["hello", "--name", "you"])
+    assert r.stdout == "hello you\n" and "plugin.broken" in r.stderr and "broken-commands" in r.stderr
+    assert CliRunner().invoke(app, ["half"]).exit_code == 2  # no such command
+    r = CliRunner().invoke(app, ["validate", "--help"])
+    assert "A suite name" in r.output  # the built-in, not the plugin's
+    by_name = {p["name"]: p for p in json.loads(CliRunner().invoke(app, ["plugins", "--json"]).stdout)}
+    assert by_name["good-commands"]["status"] == "ok"
+    assert by_name["broken-commands"]["status"] == "error"
+    assert "commands broken on purpose" in by_name["broken-commands"]["error"]
+    assert by_name["taken-commands"]["status"] == "error"
+    assert "command validate already exists" in by_name["taken-commands"]["error"]
+
+
+def typer_option(flag: str, help: str):  # noqa: A002, ANN201
+    import typer
+
+    return typer.Option("world", flag, help=help)
+
+
+def test_third_party_command_plugin_installs_and_runs(plugin_path):
+    """An installed distribution's hbench_register_commands adds a command: listed in
+    `hbench --help` beside the built-in ones, with its help, and it runs; another whose
+    registration raises is listed broken, and fatal (exit 2) with --strict-plugins."""
+    root, env = plugin_path
+    make_dist(root, "hbench-badcmd", "hbench_badcmd", """
+        from hbench import hookimpl
+
+        @hookimpl
+        def hbench_register_commands(app):
+            raise RuntimeError("no commands today")
+    """)
+    make_dist(root, "hbench-greet", "hbench_greet", """
+        import typer
+
+        from hbench import hookimpl
+
+        @hookimpl
+        def hbench_register_commands(app):
+            @app.command("greet")
+            def greet(name: str = typer.Option("world", "--name", help="Who to greet.")) -> None:
+                '''Greet someone (a third-party command).'''
+                typer.echo(f"hello {name}")
+    """)
+    r = hbench_cmd(sys.executable, "--help", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "greet" in r.stdout and "Greet someone" in r.stdout and "doctor" in r.stdout
+    r = hbench_cmd(sys.executable, "greet", "-h", env=env)
+    assert r.returncode == 0 and "--name NAME" in r.stdout and "Who to greet." in r.stdout
+    r = hbench_cmd(sys.executable, "greet", "--name", "bench", env=env)
+    assert (r.returncode, r.stdout) == (0, "hello bench\n"), r.stderr
+    r = hbench_cmd(sys.executable, "plugins", "--json", env=env)
+    greet = next(p for p in json.loads(r.stdout) if p["name"] == "hbench_greet")
+    assert greet["status"] == "ok" and greet["hooks"] == ["hbench_register_commands"]
+    bad = next(p for p in json.loads(r.stdout) if p["name"] == "hbench_badcmd")
+    assert bad["status"] == "error" and "no commands today" in bad["error"]
+    for argv in (["greet"], ["plugins"], ["run", "--help"]):
+        r = hbench_cmd(sys.executable, "--strict-plugins", *argv, env=env)
+        assert r.returncode == 2, (argv, r.stdout, r.stderr)
+        assert "hbench_badcmd" in r.stderr and "no commands today" in r.stderr and "Traceback" not in r.stderr

@@ -1,11 +1,14 @@
-"""``hbench doctor LANE``: is this lane fit to be benchmarked, and if not, what to change.
+"""What ``hbench doctor LANE`` finds: is this lane fit to be benchmarked, and if not, what
+to change (the command itself is :mod:`hbench.plugins.commands.doctor`).
 
 Findings, each with a fix a person can apply: is the server ready; which model id it
 serves (and whether that is the configured one); its context length; and whether a
 one-tool request comes back as structured ``tool_calls`` or leaked into ``content``.
 
 The tool check reads the raw response on purpose: the chat client normalises calls
-embedded in content, which is exactly what doctor has to notice.
+embedded in content, which is exactly what doctor has to notice. It offers one tool, the
+built-in ``read_file`` as the tools registry describes it (the schema an attempt offers),
+and asks the model to read ``notes.txt`` with it.
 """
 
 from __future__ import annotations
@@ -29,11 +32,22 @@ MIN_CONTEXT = 8192  # a multi-turn tool-using attempt needs about this much
 JINJA_FIX = "start llama-server with --jinja"
 VLLM_FIX = "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes (or the parser for your model)"
 
+#: the tool the probe offers: a run's own, from the tools registry (:func:`probe_tool`)
+TOOL_NAME = "read_file"
+#: its schema when no plugin registered it (diagnosis called without a registry)
 TOOL = {"type": "function", "function": {
-    "name": "read_file", "description": "Read a text file from the working folder.",
+    "name": TOOL_NAME, "description": "Read a text file from the working folder.",
     "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "relative path"}},
                    "required": ["path"]}}}
-TOOL_PROMPT = "Open the file notes.txt with the read_file tool and tell me what it says."
+TOOL_PROMPT = f"Open the file notes.txt with the {TOOL_NAME} tool and tell me what it says."
+
+
+def probe_tool(tools: Any = None) -> dict[str, Any]:
+    """The ``tools[]`` entry the probe offers: the registered tool's own schema (what an
+    attempt offers the model), else :data:`TOOL`."""
+    if tools is not None and TOOL_NAME in tools:
+        return tools.get(TOOL_NAME).schema()
+    return TOOL
 
 
 @attrs.define
@@ -58,7 +72,7 @@ def _fix_from_error(text: str, kind: LaneKind) -> str:
     if "jinja" in low:
         return JINJA_FIX
     if "enable-auto-tool-choice" in low or "tool-call-parser" in low or "tool choice" in low:
-        return kind.tool_call_fix if kind.name in ("vllm", "nim") else VLLM_FIX
+        return kind.tool_call_fix if kind.needs_auto_tool_choice else VLLM_FIX
     return kind.tool_call_fix
 
 
@@ -66,19 +80,20 @@ def looks_leaked(content: str) -> bool:
     """True when ``content`` carries a tool call as text (``<tool_call>``, JSON with a name
     and arguments, ``[TOOL_CALLS]``, a python-style ``read_file(path=...)``)."""
     c = content or ""
+    name = re.escape(TOOL_NAME)
     if re.search(r"<\|?tool_call|\[TOOL_CALLS\]|<function[=>]", c, re.I):
         return True
-    if re.search(r'"(name|function)"\s*:\s*"read_file"', c) and re.search(r'"(arguments|parameters)"', c):
+    if re.search(rf'"(name|function)"\s*:\s*"{name}"', c) and re.search(r'"(arguments|parameters)"', c):
         return True
-    return bool(re.search(r"\bread_file\s*\(\s*(path\s*=)?\s*['\"]notes\.txt", c))
+    return bool(re.search(rf"\b{name}\s*\(\s*(path\s*=)?\s*['\"]notes\.txt", c))
 
 
-def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client) -> Finding:
-    """Send one request with one tool and judge what comes back."""
+def check_tool_call(lane: LaneSpec, kind: LaneKind, http: httpx.Client, tool: dict[str, Any] | None = None) -> Finding:
+    """Send one request with one tool (``tool``, else :data:`TOOL`) and judge what comes back."""
     body: dict[str, Any] = {
         "messages": [{"role": "system", "content": "You are an agent. Use tools when asked."},
                      {"role": "user", "content": TOOL_PROMPT}],
-        "tools": [TOOL], "tool_choice": "auto", "temperature": 0, "max_tokens": 256, "stream": False,
+        "tools": [tool or TOOL], "tool_choice": "auto", "temperature": 0, "max_tokens": 256, "stream": False,
     }
     if lane.model:
         body["model"] = lane.model
@@ -144,8 +159,8 @@ def _safe_hint(kind: LaneKind, lane: LaneSpec, http: httpx.Client) -> str | None
         return None
 
 
-def diagnose(running: RunningLane) -> list[Finding]:
-    """Findings for a lane that answered ready."""
+def diagnose(running: RunningLane, tool: dict[str, Any] | None = None) -> list[Finding]:
+    """Findings for a lane that answered ready (``tool``: what the tool-call probe offers)."""
     spec, kind = running.spec, running.kind
     out: list[Finding] = []
     with lane_http(spec, timeout=120.0) as http:
@@ -170,20 +185,22 @@ def diagnose(running: RunningLane) -> list[Finding]:
                                "(llama-server -c 16384, vLLM --max-model-len 16384)"))
         else:
             out.append(Finding("context", "ok", f"context length {n_ctx} tokens"))
-        out.append(check_tool_call(spec, kind, http))
+        out.append(check_tool_call(spec, kind, http, tool))
     return out
 
 
 def doctor(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float = 2.0,
-           on_status: Callable[[str], None] | None = None, wait_s: float = 10.0) -> list[Finding]:
+           on_status: Callable[[str], None] | None = None, wait_s: float = 10.0,
+           tool: dict[str, Any] | None = None) -> list[Finding]:
     """Every finding for ``spec``. A managed lane is started (and stopped) for it; an
-    unmanaged one gets ``wait_s`` to answer ready."""
+    unmanaged one gets ``wait_s`` to answer ready. ``tool`` is what the tool-call probe
+    offers (:func:`probe_tool`; default :data:`TOOL`)."""
     managed = is_managed(spec, kind)
     spec = for_a_quick_look(spec, kind, wait_s)
     try:
         with open_lane(spec, kind, out_dir=out_dir, headroom_gb=headroom_gb, on_status=on_status) as running:
             ready = Finding("ready", "ok", f"{running.spec.base_url} answered ready")
-            return [ready, *diagnose(running)]
+            return [ready, *diagnose(running, tool)]
     except KeyRejected as exc:
         return [Finding("ready", "fail", scrub(str(exc)), _key_fix(spec))]
     except LaneError as exc:
@@ -192,4 +209,4 @@ def doctor(spec: LaneSpec, kind: LaneKind, *, out_dir: Path, headroom_gb: float 
         return [Finding("ready", "fail", str(exc), fix)]
 
 
-__all__ = ["Finding", "check_tool_call", "diagnose", "doctor", "looks_leaked"]
+__all__ = ["Finding", "check_tool_call", "diagnose", "doctor", "looks_leaked", "probe_tool"]

@@ -36,6 +36,7 @@ class NIMKind(LaneKind):
         "set NIM_ENABLE_AUTO_TOOL_CHOICE=1 and NIM_TOOL_CALL_PARSER=hermes (or the parser for "
         "your model) on the NIM container"
     )
+    needs_auto_tool_choice = True  # a vLLM engine: tools are refused until auto tool choice is on
 
     def container(self, lane: LaneSpec) -> str:
         return str(lane.options.get("container") or f"hbench-{re.sub(r'[^A-Za-z0-9_.-]', '-', lane.name)}")

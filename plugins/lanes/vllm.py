@@ -43,6 +43,7 @@ class VLLMKind(LaneKind):
         "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes (the parser must match "
         "the model: hermes for Hermes/Qwen, llama3_json, mistral, openai for gpt-oss)"
     )
+    needs_auto_tool_choice = True  # a vLLM engine: tools are refused until auto tool choice is on
 
     def build_start(self, lane: LaneSpec) -> list[str] | None:
         model = lane.options.get("serve")
