@@ -71,14 +71,15 @@ def _make(cls: type, opts: dict[str, Any]) -> Any:
 def _bundled_options() -> dict[str, dict[str, Any]]:
     """Each bundled suite's checks of the changed kinds, substituted as the loader does,
     plus what the new loader reads from the prompt."""
-    from hbench.suite import _load_ground_truth, _Problems, substitute
+    from hbench.suite import substitute
+    from hbench.suite_toml import Problems, load_ground_truth
 
     out = {}
     for suite in ("hermes-brain-v1", "hermes-brain"):
         root = ROOT / "suites" / suite
         if not (root / "prompts.jsonl").is_file():
             continue
-        values, _ = _load_ground_truth(root / "ground_truth.json", _Problems())
+        values, _ = load_ground_truth(root / "ground_truth.json", Problems())
         for line in (root / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue

@@ -19,7 +19,6 @@ PACKAGES = {"core": "hbench", "plugins": "hbench.plugins", "suites": "hbench.sui
 #: files over MAX_LINES still to split by job (issue 16), with the split they need
 PENDING_SPLITS: dict[str, str] = {
     "core/runner.py": "lane selection, scheduling, progress, scorecard assembly (issue 19 was editing it)",
-    "core/suite.py": "loading, validation, rendering of fixtures",
     "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
 }
 
@@ -32,7 +31,7 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/matching.py", "number"): "a match kind of the matching language",
     ("core/matching.py", "regex"): "a match kind of the matching language",
     ("core/suite.py", "number"): "a match kind of the matching language",
-    ("core/suite.py", "regex"): "a match kind of the matching language",
+    ("core/placeholders.py", "regex"): "a match kind of the matching language",
     ("core/report.py", "host"): "the provenance key 'host'",
     ("core/runner.py", "host"): "the provenance key 'host'",
     ("core/ray_lanes.py", "json"): "a serialisation format",

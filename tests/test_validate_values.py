@@ -117,7 +117,7 @@ def test_the_bundled_suites_validate():
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from hbench.suite import _Problems, _resolve_nested  # noqa: E402
+from hbench.suite_toml import Problems, _resolve_nested  # noqa: E402
 
 
 @given(st.lists(st.text(alphabet="abc xyz", max_size=5), min_size=1, max_size=8), st.data())
@@ -127,7 +127,7 @@ def test_acyclic_values_resolve_fully(leaves, data):
     for i, leaf in enumerate(leaves):
         refs = data.draw(st.lists(st.integers(0, i - 1), max_size=3)) if i else []
         values[f"k{i}"] = leaf + "".join(f"{{{{k{j}}}}}" for j in refs)
-    problems = _Problems()
+    problems = Problems()
     _resolve_nested(values, lambda k: "ground_truth.json", problems)
     assert problems.lines == []
     assert not any("{{" in v for v in values.values())
@@ -137,7 +137,7 @@ def test_acyclic_values_resolve_fully(leaves, data):
 def test_any_cycle_is_reported_once(n, extra):
     values = {f"c{i}": f"x{{{{c{(i + 1) % n}}}}}" for i in range(n)}
     values.update({f"d{i}": f"y{{{{c0}}}}" for i in range(extra)})  # values that lead into the loop
-    problems = _Problems()
+    problems = Problems()
     _resolve_nested(values, lambda k: "ground_truth.json", problems)
     loops = [p for p in problems.lines if "placeholder loop" in p]
     assert len(loops) == 1, problems.lines
