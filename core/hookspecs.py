@@ -4,7 +4,12 @@ Every hook is prefixed ``hbench_``. Registration hooks receive a ``register`` ca
 instead of returning values, so hbench validates each object as it arrives and knows
 which plugin registered it (a duplicate name is an error naming both plugins).
 
-``register(obj, name=None, default=False)``: ``name`` defaults to ``obj.name``;
+One shape for every registration hook: ``register(obj, name=None, default=False)`` where
+``obj`` is the class that does the work (``register(MyLaneKind)``, ``register(MyReporter)``,
+``register(MyCheck)``), or, for what is data, the data itself (a ``LaneSpec``, a suite
+folder). hbench keeps one instance of a lane kind, reporter, agent or tool (made with no
+arguments; an instance is accepted too), and the class of a check or probe (one per
+prompt, one per run). ``name`` defaults to ``obj.name``;
 ``default=True`` marks the entry used when none is named (the agent of a bare ``hbench
 run``, the kind of a lane without ``kind``, the suite without ``--suite``). The first
 default registered wins (built-ins register first); a second is logged and ignored.
@@ -41,12 +46,13 @@ hookspec = pluggy.HookspecMarker("hbench")
 
 
 # --------------------------------------------------------------------------- register callables
-# One shape for every registration hook: ``register(obj, name=None, default=False)``; ``name``
-# defaults to ``obj.name``. Each hook's ``register`` is typed by what it accepts.
+# One shape for every registration hook: ``register(obj, name=None, default=False)``, ``obj``
+# the class (or, for data, the value); ``name`` defaults to ``obj.name``. Each hook's
+# ``register`` is typed by what it accepts.
 
 
 class RegisterLaneKind(Protocol):
-    def __call__(self, kind: LaneKind, name: str | None = None, default: bool = False) -> None: ...
+    def __call__(self, kind: type[LaneKind] | LaneKind, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterLane(Protocol):
@@ -62,15 +68,15 @@ class RegisterProbe(Protocol):
 
 
 class RegisterReporter(Protocol):
-    def __call__(self, reporter: Reporter, name: str | None = None, default: bool = False) -> None: ...
+    def __call__(self, reporter: type[Reporter] | Reporter, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterAgent(Protocol):
-    def __call__(self, agent: Agent, name: str | None = None, default: bool = False) -> None: ...
+    def __call__(self, agent: type[Agent] | Agent, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterTool(Protocol):
-    def __call__(self, tool: Tool, name: str | None = None, default: bool = False) -> None: ...
+    def __call__(self, tool: type[Tool] | Tool, name: str | None = None, default: bool = False) -> None: ...
 
 
 class RegisterFound(Protocol):
@@ -89,8 +95,9 @@ class RegisterSuite(Protocol):
 def hbench_register_lane_kinds(register: RegisterLaneKind) -> None:
     """Register lane kinds (serving backends).
 
-    ``register(kind)`` where ``kind`` is a :class:`hbench.lanes.LaneKind` instance: it
-    knows how to reach, health-check, start, stop and describe one kind of server
+    ``register(MyKind)`` where ``MyKind`` subclasses :class:`hbench.LaneKind` (hbench
+    keeps one instance; an instance is accepted too): it knows how to reach,
+    health-check, start, stop and describe one kind of server
     (``openai``, ``llamacpp``, ``vllm``, ``nim``, ``ollama``, ``embedded``).
     """
 
@@ -134,8 +141,8 @@ def hbench_register_probes(register: RegisterProbe) -> None:
 def hbench_register_reporters(register: RegisterReporter) -> None:
     """Register result sinks.
 
-    ``register(reporter)`` where ``reporter`` is a :class:`hbench.reporters.Reporter`:
-    ``name`` and ``write(scorecards, out_dir, context) -> list[Path]``. Selected with
+    ``register(MyReporter)`` where ``MyReporter`` subclasses :class:`hbench.Reporter`
+    (hbench keeps one instance; an instance is accepted too): ``name`` and ``write(scorecards, out_dir, context) -> list[Path]``. Selected with
     ``hbench run --report NAME,...`` and used by ``hbench report``.
     """
 
@@ -144,7 +151,8 @@ def hbench_register_reporters(register: RegisterReporter) -> None:
 def hbench_register_agents(register: RegisterAgent) -> None:
     """Register agent drivers.
 
-    ``register(agent)`` where ``agent`` is a :class:`hbench.agents.Agent`: ``name``,
+    ``register(MyAgent)`` where ``MyAgent`` subclasses :class:`hbench.Agent` (hbench keeps
+    one instance; an instance is accepted too): ``name``,
     ``capabilities``, ``usable() -> (bool, why)`` and
     ``run_attempt(ctx) -> Attempt``. Chosen with ``--agent`` or a lane's ``agent``.
     """
@@ -154,7 +162,9 @@ def hbench_register_agents(register: RegisterAgent) -> None:
 def hbench_register_tools(register: RegisterTool) -> None:
     """Register sandboxed tools for the built-in agent.
 
-    ``register(tool)`` where ``tool`` is a :class:`hbench.tools.Tool`: ``name``, a JSON
+    ``register(MyTool)`` where ``MyTool`` subclasses :class:`hbench.Tool` (hbench keeps one
+    instance; a tool made from data, like a decoy from its catalogue line, is registered
+    as that instance): ``name``, a JSON
     ``parameters`` schema, ``description`` and ``call(args, sandbox) -> str``. Every path
     must resolve through the sandbox.
     """

@@ -183,20 +183,55 @@ def _env_list(var: str) -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+#: registries that keep one instance of each entry (stateless singletons: the registry makes
+#: it when a plugin registers the class)
+ONE_INSTANCE = frozenset({"lane_kinds", "reporters", "agents", "tools"})
+#: registries that keep the class: hbench makes an instance per use (a check per prompt, with
+#: the prompt's options; a probe per run, since probes hold state)
+KEEP_CLASS = frozenset({"checks", "probes"})
+
+
+def _what(attr: str) -> str:
+    return attr[:-1].replace("_", " ")
+
+
+def _shaped(attr: str, obj: Any, plugin: str) -> Any:
+    """What the registry keeps for ``register(obj)``: the one registration shape is "register
+    the class" (``register(VLLMKind)``, ``register(JsonReporter)``); data is registered as
+    itself (a ``LaneSpec``, a suite folder, a tool made from a catalogue line). An instance
+    (the old shape of lane kinds, reporters, agents and tools) is still accepted."""
+    if attr in ONE_INSTANCE and isinstance(obj, type):
+        try:
+            return obj()
+        except Exception as exc:  # noqa: BLE001 - the plugin's constructor: its failure, named
+            raise PluginError(
+                f"plugin {plugin!r} registered {_what(attr)} class {obj.__name__}, which cannot be made "
+                f"without arguments ({type(exc).__name__}: {exc}); give {obj.__name__}.__init__ defaults "
+                f"for every argument, or register an instance: register({obj.__name__}(...))") from exc
+    if attr in KEEP_CLASS and not isinstance(obj, type):
+        cls = type(obj).__name__
+        raise PluginError(
+            f"plugin {plugin!r} registered an instance of {cls} as a {_what(attr)}; register the class "
+            f"itself: register({cls}) (hbench makes one per {'prompt' if attr == 'checks' else 'run'})")
+    return obj
+
+
 def _validate(attr: str, name: str, obj: Any, plugin: str) -> None:
     from hbench.models import LaneSpec
 
     def need(cond: bool, what: str) -> None:
         if not cond:
-            raise PluginError(f"plugin {plugin!r} registered {attr[:-1].replace('_', ' ')} {name!r}: {what}")
+            raise PluginError(f"plugin {plugin!r} registered {_what(attr)} {name!r}: {what}")
 
     if attr == "lanes":
         need(isinstance(obj, LaneSpec), "expected an hbench.models.LaneSpec")
+    elif attr == "lane_kinds":
+        need(callable(getattr(obj, "ready", None)), "expected a subclass of hbench.LaneKind")
     elif attr == "checks":
         need(attrs.has(obj) and callable(getattr(obj, "check", None)), "expected an attrs class with check(answer)")
     elif attr == "probes":
         need(callable(getattr(obj, "sample", None)) and callable(getattr(obj, "available", None)),
-             "expected a probe with available() and sample()")
+             "expected a probe class with available() and sample()")
     elif attr == "reporters":
         need(callable(getattr(obj, "write", None)), "expected a reporter with write(scorecards, out_dir, context)")
     elif attr == "agents":
@@ -339,6 +374,7 @@ class HBenchPlugins:
 
                 def register(obj: Any, name: str | None = None, default: bool = False,
                              _p: str = plugin_name) -> None:
+                    obj = _shaped(attr, obj, _p)
                     key = name if name is not None else getattr(obj, "name", None)
                     _validate(attr, key, obj, _p)
                     if attr == "lanes" and obj.kind is None and reg.lane_kinds.default() is not None:

@@ -134,7 +134,11 @@ def test_cost_and_throttle_where_present(tmp_path):
     a = attrs.evolve(a, telemetry=attrs.evolve(a.telemetry, throttle={
         "share": 0.125, "reasons": {"thermal": 0.1, "power": 0.025}, "source": "nvml"}))
     page, md = write([a, b], tmp_path)
-    assert "| lane-a | 5.2 | 27.00 GB | 12.5 | 840 | 80% (≤60 s) | 4.2 |" in md
+    assert "| lane-a | 5.2 | 27.00 GB | 12.5 | 840 | 80% (≤60 s) |" in md
+    # p95 per model turn beside the attempt percentiles
+    lat = md.split("## Latency")[1].split("##")[0].splitlines()
+    assert lat[2] == "| Lane | p50 | p95 | max | TTFT | turn p95 |"
+    assert lat[4].endswith("| 4.2 s |") and lat[5].endswith("| – |")
     assert "| lane-b |" not in md.split("## Cost")[1]
     cost = page.split('<section id="cost">')[1].split("</section>")[0]
     assert ">5.2<" in cost and ">27.00 GB<" in cost and "lane-b" not in cost
@@ -147,6 +151,7 @@ def test_cost_and_throttle_where_present(tmp_path):
 def test_no_throttle_column_when_no_lane_measured_it():
     t = build_tables([make_scorecard("lane-a")])
     assert "throttled" not in t.telemetry_header and len(t.telemetry[0]) == len(t.telemetry_header)
+    assert "turn p95" not in t.latency_header and len(t.latency[0]) == len(t.latency_header)
 
 
 @pytest.mark.parametrize("th, cell", [

@@ -1,4 +1,5 @@
-"""Built-in agents (one module per agent). Registered by the hookimpl below."""
+"""Built-in agents (one module per agent). Registered by the hookimpl below, by class
+(hbench keeps one instance of each)."""
 
 from __future__ import annotations
 
@@ -9,5 +10,5 @@ from hbench import hookimpl
 def hbench_register_agents(register):  # noqa: ANN001, ANN201
     from hbench.plugins.agents import builtin, hermes
 
-    register(builtin.BuiltinAgent(), default=True)  # a bare `hbench run` uses it
-    register(hermes.AGENT)
+    register(builtin.BuiltinAgent, default=True)  # a bare `hbench run` uses it
+    register(hermes.HermesAgent)

@@ -1,4 +1,6 @@
-"""Built-in lanes (one module per lane). Registered by the hookimpl below."""
+"""Built-in lane kinds (one module per kind) and the ready-made embedded lane. Registered
+by the hookimpls below: each kind by its class (hbench keeps one instance), the lane as
+the LaneSpec it is."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, sglang
 
 @hookimpl
 def hbench_register_lane_kinds(register):
-    register(openai.KIND, default=True)  # a lane without `kind` (and --lane-url) is plain OpenAI
-    for module in (llamacpp, vllm, nim, ollama, sglang):
-        register(module.KIND)
-    register(embedded.KIND)
+    register(openai.OpenAIKind, default=True)  # a lane without `kind` (and --lane-url) is plain OpenAI
+    for cls in (llamacpp.LlamaCppKind, vllm.VLLMKind, nim.NIMKind, ollama.OllamaKind, sglang.SGLangKind,
+                embedded.EmbeddedKind):
+        register(cls)
 
 
 @hookimpl

@@ -23,7 +23,7 @@ from hbench import hookimpl
 def hbench_register_agents(register: Any) -> None:
     from hbench.plugins.mcp.agent import BuiltinMcpAgent
 
-    register(BuiltinMcpAgent())
+    register(BuiltinMcpAgent)
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""Built-in reporters (one module per reporter). Registered by the hookimpl below."""
+"""Built-in reporters (one module per reporter). Registered by the hookimpl below, by class
+(hbench keeps one instance of each)."""
 
 from __future__ import annotations
 
@@ -9,5 +10,6 @@ from hbench import hookimpl
 def hbench_register_reporters(register):  # noqa: ANN001, ANN201
     from hbench.plugins.reporters import json_scorecard, report_html, review_md, summary_md
 
-    for module in (json_scorecard, summary_md, report_html, review_md):
-        register(module.reporter)
+    for cls in (json_scorecard.JsonReporter, summary_md.MarkdownReporter, report_html.HtmlReporter,
+                review_md.ReviewReporter):
+        register(cls)

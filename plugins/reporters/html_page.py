@@ -21,7 +21,6 @@ from hbench.plugins.reporters.svg import PALETTE, asset, css
 from hbench.plugins.reporters.svg import esc as _esc
 from hbench.plugins.reporters.svg import table as _table
 from hbench.plugins.reporters.tables import (
-    LATENCY_HEADER,
     RANK_HEADER,
     build_tables,
     category_cell,
@@ -321,7 +320,7 @@ Lanes are ranked by the honesty gate, then core_pass, pass_rate, consistency, fe
 </div>
 </section>
 <section id="latency"><h2>Latency</h2>
-{_table(LATENCY_HEADER, tables.latency, "latency")}
+{_table(tables.latency_header, tables.latency, "latency")}
 <div class="chart"><h3>Latency distribution</h3><p class="note">Share of attempts finished within a given wall time (left and steep = fast and predictable).</p>
 <canvas id="chart-latency" role="img" aria-label="cumulative distribution of attempt wall times per lane"></canvas></div>
 </section>

@@ -14,7 +14,6 @@ from hbench.plugins.reporters.tables import (
     COST_HEADER,
     DASH,
     DEPTH_HEADER,
-    LATENCY_HEADER,
     RANK_HEADER,
     Tables,
     category_cell,
@@ -192,8 +191,9 @@ def summary_markdown(t: Tables, fail_under: list[str] | None = None) -> str:
     lines += matrix_md(t)
     lines += ["", "## Telemetry", ""]
     lines += md_table(t.telemetry_header, t.telemetry)
-    lines += ["", "## Latency (attempt wall time; TTFT from the throughput probe)", ""]
-    lines += md_table(LATENCY_HEADER, t.latency)
+    turn = "; turn p95 = one model request and its answer" if "turn p95" in t.latency_header else ""
+    lines += ["", f"## Latency (attempt wall time; TTFT from the throughput probe{turn})", ""]
+    lines += md_table(t.latency_header, t.latency)
     lines += cost_md(t)
     lines += sweeps_md(t)
     failed = [(lane, t.scorecards[lane].failed) for lane in t.lanes if t.scorecards[lane].failed]

@@ -168,6 +168,8 @@ class Tables:
     prefer: str = "memory"  # what ordered lanes tied on quality (--prefer)
     #: the telemetry table's header: TELEMETRY_HEADER, plus "throttled" when a lane measured it
     telemetry_header: list[str] = attrs.field(factory=lambda: list(TELEMETRY_HEADER))
+    #: the latency table's header: LATENCY_HEADER, plus "turn p95" (per model turn) when a lane has it
+    latency_header: list[str] = attrs.field(factory=lambda: list(LATENCY_HEADER))
 
 
 TELEMETRY_HEADER = ["Lane", "samples", "GPU util mean", "GPU util max", "peak unified", "GPU temp max"]
@@ -236,6 +238,7 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False, prefer:
 
     telemetry, latency = [], []
     throttled = any(throttle(by_lane[lane]) for lane in lanes)  # the column only where some lane measured it
+    turns = any((by_lane[lane].efficiency or {}).get("turn_p95_s") is not None for lane in lanes)
     for lane in lanes:
         sc = by_lane[lane]
         t, lat = sc.telemetry, sc.latency
@@ -244,7 +247,8 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False, prefer:
                           num(t.unified_used_gb_max, ".1f", " GB"), num(t.gpu_temp_c_max, ".0f", " °C")]
                          + ([throttle_cell(throttle(sc))] if throttled else []))
         latency.append([lane, seconds(lat.p50_s), seconds(lat.p95_s), seconds(lat.max_s),
-                        num(sc.throughput.ttft_ms, ".0f", " ms")])
+                        num(sc.throughput.ttft_ms, ".0f", " ms")]
+                       + ([seconds((sc.efficiency or {}).get("turn_p95_s"))] if turns else []))
     # per category (an older scorecard without ``categories``: worked out from its prompts)
     cat_figures = {lane: (by_lane[lane].categories or category_figures(by_lane[lane].prompts)) for lane in lanes}
     categories = sorted({c for figs in cat_figures.values() for c in figs})
@@ -262,6 +266,7 @@ def build_tables(scorecards: list[Scorecard], allow_mixed: bool = False, prefer:
         groups=sorted(groups),
         categories=categories, category_figures=cat_figures, prefer=prefer,
         telemetry_header=TELEMETRY_HEADER + (["throttled"] if throttled else []),
+        latency_header=LATENCY_HEADER + (["turn p95"] if turns else []),
     )
 
 
@@ -333,8 +338,7 @@ def decided_lines(t: Tables) -> list[str]:
 # --------------------------------------------------------------------------- what a lane costs
 
 
-COST_HEADER = ["Lane", "ready (s)", "resting memory", "s / solved", "tokens / solved", "goodput (SLO)",
-               "turn p95 (s)"]
+COST_HEADER = ["Lane", "ready (s)", "resting memory", "s / solved", "tokens / solved", "goodput (SLO)"]
 
 
 def cost_rows(t: Tables) -> list[list[str]]:
@@ -350,8 +354,7 @@ def cost_rows(t: Tables) -> list[list[str]]:
         slo = eff.get("slo_s")
         rows.append([lane, num(info.get("ready_s"), ".1f"), num(info.get("resting_memory_gb"), ".2f", " GB"),
                      num(eff.get("s_per_solved"), ".1f"), num(eff.get("completion_tokens_per_solved"), ".0f"),
-                     DASH if good is None else f"{pct(good)}" + (f" (≤{slo:g} s)" if slo else ""),
-                     num(eff.get("turn_p95_s"), ".1f")])
+                     DASH if good is None else f"{pct(good)}" + (f" (≤{slo:g} s)" if slo else "")])
     return rows
 
 

@@ -23,8 +23,8 @@ def hbench_register_tools(register):  # noqa: ANN001, ANN201
     from hbench.plugins.tools.read_file import ReadFile
 
     for cls in (ListDir, ReadFile, Glob, Grep, Calculate):
-        register(cls())
-    for tool in decoy_tools():
+        register(cls)
+    for tool in decoy_tools():  # made from data (a catalogue line): registered as themselves
         register(tool)
 
 
