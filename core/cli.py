@@ -33,11 +33,11 @@ _state: dict[str, Any] = {"config": None, "strict": False}
 class CommandGroup(TyperGroup):
     """``hbench``'s command group: core's commands, and every plugin's, added the first time
     a command core lacks is looked up or the commands are listed (``hbench run`` does
-    without them; ``hbench plugins`` adds them to show a failure). A plugin whose registration raises, or that takes
-    a name already taken, is isolated like any plugin failure: none of its commands is
-    added, ``hbench plugins`` marks it broken, a warning names it (the traceback at debug
-    level); ``--strict-plugins`` makes it fatal (exit 2). A built-in's failure is our bug:
-    it raises."""
+    without them; ``hbench plugins`` adds them to show a failure). Each plugin registers
+    into an app of its own. One whose registration raises, or that takes a name already
+    taken, is isolated like any plugin failure: none of its commands is added, ``hbench
+    plugins`` marks it broken, a warning names it (the traceback at debug level);
+    ``--strict-plugins`` makes it fatal (exit 2). A built-in's failure is our bug: it raises."""
 
     plugin_commands_added = False
 

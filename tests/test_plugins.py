@@ -333,7 +333,10 @@ def test_listing_plugins_is_fast_and_imports_nothing_heavy():
 
 
 @pytest.mark.parametrize("argv", [["plugins"], ["plugins", "--json"], ["--help"], ["run", "--help"],
-                                  ["history", "--help"], ["compare", "--help"]])
+                                  ["history", "--help"], ["compare", "--help"],
+                                  # built-in command plugins: the module doing the work loads when it runs
+                                  ["doctor", "--help"], ["throughput", "--help"], ["probe", "--help"],
+                                  ["report", "--help"], ["validate", "--help"]])
 def test_cli_listing_and_help_import_nothing_heavy(argv: list[str], tmp_path: Path) -> None:
     """The command as a user runs it (typer parsing, plugin loading, output), not just the
     plugin manager: each heavy module above is imported only by the command that needs it."""
