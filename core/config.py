@@ -14,7 +14,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import urlsplit
 
 import attrs
@@ -22,7 +22,13 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from hbench.errors import ConfigError
+from hbench.limits import MAX_CONFIG_BYTES, LimitError, loads_toml, read_limited
 from hbench.models import LaneSpec
+from hbench.report import scorecard_filename
+from hbench.scoring import PREFERENCES
+
+if TYPE_CHECKING:
+    from hbench.plugin_manager import Registries
 
 DEFAULT_CONFIG = "hbench.toml"
 
@@ -165,8 +171,6 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
     if path is None:
         return Config()
     where = path.name if explicit is None else str(path)
-    from hbench.limits import MAX_CONFIG_BYTES, LimitError, loads_toml, read_limited
-
     try:
         # utf-8-sig: a byte-order mark (Windows editors write one) is accepted
         raw = loads_toml(read_limited(path, MAX_CONFIG_BYTES).decode("utf-8-sig"))
@@ -223,7 +227,8 @@ def load_config(explicit: str | Path | None = None, lane_kinds: Iterable[str] | 
         if bad:
             problems.extend(f"{where}: lanes.{name}.{p}" for p in bad)
             continue
-        if kinds is not None and spec.kind not in kinds:
+        # no kind: the default lane kind (a plugin's, named once the registries are at hand: lanes.with_kind)
+        if kinds is not None and spec.kind is not None and spec.kind not in kinds:
             problems.append(
                 f"{where}: lanes.{name}.kind: unknown lane kind {spec.kind!r} (installed: {', '.join(kinds)})"
             )
@@ -271,8 +276,6 @@ def run_problems(run: RunDefaults) -> list[str]:
     if not run.out.strip():
         out.append('out: empty; name the results folder (out = "results"): an empty one would be the '
                    "current folder, whose files hbench does not own")
-    from hbench.scoring import PREFERENCES
-
     if run.prefer not in PREFERENCES:
         out.append(f"prefer: {run.prefer!r} is not a preference (choose one of {', '.join(PREFERENCES)}: "
                    "what orders lanes tied on quality)")
@@ -327,8 +330,6 @@ def lane_problems(spec: LaneSpec) -> list[str]:
 def lane_file_name(name: str) -> str:
     """The name a lane's files get (``<lane>.json``), case-folded: two lanes with the same
     one would overwrite each other's scorecard (or do so on a case-insensitive disk)."""
-    from hbench.report import scorecard_filename
-
     return scorecard_filename(name).casefold()
 
 
@@ -343,16 +344,14 @@ def file_name_clashes(lanes: dict[str, Any] | Iterable[str], prefix: str = "lane
 
 
 def scorecard_name(name: str) -> str:
-    from hbench.report import scorecard_filename
-
     return scorecard_filename(name)
 
 
-def available_lanes(registries: Any, config: Any) -> dict[str, Any]:
+def available_lanes(registries: Registries, config: Config) -> dict[str, LaneSpec]:
     """Every lane by name: plugin lanes (copies: a registered ``LaneSpec`` is never
     changed), overridden by hbench.toml lanes of the same name. The one lane listing
     (``hbench lanes``, ``doctor``, ``run``)."""
-    lanes: dict[str, Any] = {}
+    lanes: dict[str, LaneSpec] = {}
     for e in registries.lanes.entries():
         spec = attrs.evolve(e.obj)
         spec.source = spec.source or f"plugin {e.plugin}"

@@ -1,6 +1,6 @@
 """``--parallel-lanes N``: up to N lanes side by side in one hbench process.
 
-Threads, not a scheduler of our own: each lane runs :meth:`Runner._lane` on its own
+Threads, not a scheduler of our own: each lane runs :func:`hbench.lane_run.run_lane` on its own
 thread, exactly as it runs alone (its own ``--concurrency`` workers, its own telemetry
 sampler, its own scratch pool), and journals into the run's one journal (appends are
 whole, locked, fsynced lines; every record names its lane, so ``--resume`` reads them
@@ -14,37 +14,41 @@ lanes finish in; ``<lane>.json`` is written as each lane finishes.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
+
+from hbench.lane_run import finish_lane, release_free_memory, run_lane
+from hbench.lanes import is_managed
+from hbench.models import LaneSpec
+from hbench.scorecard_build import LaneScorecards
+
+if TYPE_CHECKING:
+    from hbench.progress import Progress
+    from hbench.run_state import RunState
 
 LOCAL_NODE = ""  # a lane without `node`: the box hbench runs on
 
 
-def node_of(spec: Any) -> str:
+def node_of(spec: LaneSpec) -> str:
     return spec.node or LOCAL_NODE
 
 
-def run_lanes_parallel(runner: Any, progress: Any) -> list[Any]:
+def run_lanes_parallel(runner: RunState, progress: Progress) -> list[LaneScorecards]:
     """Run ``runner.lanes`` up to ``runner.s.parallel_lanes`` at a time. Returns one
-    :class:`~hbench.runner.LaneScorecards` per lane, in lane order (``write_failed`` set
-    on a part whose scorecard could not be written). Re-raises the first error a lane
+    :class:`~hbench.scorecard_build.LaneScorecards` per lane, in lane order (``write_failed``
+    set on a part whose scorecard could not be written). Re-raises the first error a lane
     thread raised (bad input found late, a journal that refuses a resume) after every
     started lane has wound down."""
-    from hbench.lanes import is_managed
-    from hbench.runner import LaneScorecards, _release_free_memory
-
     lanes = list(runner.lanes)
     slots = max(1, int(runner.s.parallel_lanes))
     kinds = runner.reg.lane_kinds
 
-    def managed(spec: Any) -> bool:
+    def managed(spec: LaneSpec) -> bool:
         try:
             return bool(is_managed(spec, kinds.get(spec.kind)))
         except Exception:  # noqa: BLE001 - an unknown kind was refused in _prepare
             return bool(spec.start)
 
     parts = [LaneScorecards() for _ in lanes]
-    for part in parts:
-        part.write_failed = False  # type: ignore[attr-defined]
     errors: list[BaseException] = []
     cond = threading.Condition()
     busy_nodes: set[str] = set()  # nodes with a managed lane running
@@ -55,16 +59,16 @@ def run_lanes_parallel(runner: Any, progress: Any) -> list[Any]:
     def one(i: int, hold: str | None) -> None:
         spec = lanes[i]
         try:
-            sc = runner._lane(spec, progress)
-            if not runner._finish_lane(spec, sc, parts[i]):
-                parts[i].write_failed = not sc.failed  # type: ignore[attr-defined]
+            sc = run_lane(runner, spec, progress)
+            if not finish_lane(runner, spec, sc, parts[i]):
+                parts[i].write_failed = not sc.failed
             del sc
         except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
             with cond:
                 errors.append(exc)
             runner.interrupt()  # the other lanes wind down (their scorecards say why)
         finally:
-            _release_free_memory()
+            release_free_memory()
             with cond:
                 active[0] -= 1
                 if hold is not None:

@@ -34,11 +34,23 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from types import ModuleType
 from typing import Any
 
 import attrs
 
+from hbench.config import Config, RunDefaults
 from hbench.errors import BadInput
+from hbench.journal import attempt_from_dict, attempt_to_dict, lane_fingerprint, light
+from hbench.lane_run import finish_lane, lost_lane_scorecard, run_lane
+from hbench.lanes import is_managed
+from hbench.logging import scrub
+from hbench.models import Attempt, LaneSpec
+from hbench.progress import Progress
+from hbench.report import scorecard_from_dict, scorecard_to_dict
+from hbench.run_settings import RunOptions
+from hbench.run_state import RunState
+from hbench.scorecard_build import LaneScorecards, now
 
 #: the Ray node label a lane's ``node`` is matched against (``ray start --labels hbench-node=NAME``)
 NODE_LABEL = "hbench-node"
@@ -46,7 +58,8 @@ NODE_LABEL = "hbench-node"
 TASK_ENV = {"RAY_memory_monitor_refresh_ms": "0", "HBENCH_HISTORY": "0"}
 
 
-def _ray() -> Any:
+def _ray() -> ModuleType:
+    # Ray is an optional extra ([ray]) and slow to import: only a --ray run loads it
     try:
         import ray
     except ImportError:
@@ -54,7 +67,7 @@ def _ray() -> Any:
     return ray
 
 
-def connect(address: str) -> Any:
+def connect(address: str) -> ModuleType:
     """``ray.init`` to ``address`` (``auto``: the cluster this machine is part of)."""
     ray = _ray()
     if not ray.is_initialized():
@@ -66,7 +79,7 @@ def connect(address: str) -> Any:
     return ray
 
 
-def node_labels(ray: Any) -> dict[str, str]:
+def node_labels(ray: ModuleType) -> dict[str, str]:
     """Live nodes' ``hbench-node`` label -> node id."""
     out = {}
     for n in ray.nodes():
@@ -81,7 +94,7 @@ def node_labels(ray: Any) -> dict[str, str]:
 class _QueueJournal:
     """What a lane's runner needs of a journal, on a node: records go to the driver."""
 
-    def __init__(self, queue: Any, lane: str, node: str, done: dict[tuple[str, int], Any],
+    def __init__(self, queue: Any, lane: str, node: str, done: dict[tuple[str, int], Attempt],
                  finished: dict[str, Any] | None, header: dict[str, Any]):
         self.queue, self.lane, self.node = queue, lane, node
         self._done, self._finished, self.header = done, finished, header
@@ -89,15 +102,13 @@ class _QueueJournal:
     def begin_lane(self, lane: str, fingerprint: str) -> None:
         pass  # the driver wrote it (and checked it against its journal)
 
-    def completed(self, lane: str) -> dict[tuple[str, int], Any]:
+    def completed(self, lane: str) -> dict[tuple[str, int], Attempt]:
         return dict(self._done)
 
     def finished_record(self, lane: str) -> dict[str, Any] | None:
         return self._finished
 
-    def append_attempt(self, attempt: Any, node: str | None = None) -> None:
-        from hbench.journal import attempt_to_dict
-
+    def append_attempt(self, attempt: Attempt, node: str | None = None) -> None:
         self.queue.put({"type": "attempt", "lane": self.lane, "node": self.node, "attempt": attempt_to_dict(attempt)})
 
     def lane_finished(self, lane: str, data: dict[str, Any]) -> None:
@@ -112,12 +123,6 @@ class _QueueJournal:
 
 def run_lane_task(job: dict[str, Any], queue: Any) -> dict[str, Any]:
     """The body of a lane's Ray task (importable: Ray pickles it by reference)."""
-    from hbench.config import Config, RunDefaults
-    from hbench.journal import attempt_from_dict
-    from hbench.models import LaneSpec
-    from hbench.report import scorecard_to_dict
-    from hbench.runner import RunOptions, Runner, _Progress
-
     for k, v in TASK_ENV.items():
         os.environ.setdefault(k, v)
     tmp = tempfile.mkdtemp(prefix="hbench-ray-lane-")
@@ -126,18 +131,18 @@ def run_lane_task(job: dict[str, Any], queue: Any) -> dict[str, Any]:
         opts = RunOptions(**{**job["opts"], "out": os.path.join(tmp, "out"), "config": None, "lanes": spec.name,
                              "lane_url": None, "model": None, "progress": False, "ray": None,
                              "parallel_lanes": None, "report": "json"})
-        runner = Runner(opts, config=Config(lanes={spec.name: spec}, run=RunDefaults(**job["run"]), path=None))
-        runner._prepare()
-        runner.journal.close()
-        runner.run_id = job["run_id"]
+        state = RunState(opts, config=Config(lanes={spec.name: spec}, run=RunDefaults(**job["run"]), path=None))
+        state.prepare()
+        state.journal.close()
+        state.run_id = job["run_id"]
         done = {(a["prompt_id"], a["n"]): attempt_from_dict(a) for a in job["done"]}
-        runner.journal = _QueueJournal(queue, spec.name, job["node"], done, job["finished"], runner.journal.header)
+        state.journal = _QueueJournal(queue, spec.name, job["node"], done, job["finished"],  # type: ignore[assignment]
+                                      state.journal.header)
         try:
-            with _Progress(False) as progress:
-                sc = runner._lane(runner.lanes[0], progress)
+            with Progress(False) as progress:
+                sc = run_lane(state, state.lanes[0], progress, node=job["node"])
         finally:
-            runner.outdir.release()
-        sc.provenance["node"] = job["node"]
+            state.outdir.release()
         return scorecard_to_dict(sc)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the task's own folder (nothing else)
@@ -146,13 +151,8 @@ def run_lane_task(job: dict[str, Any], queue: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the driver
 
 
-def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
+def run_lanes_on_ray(runner: RunState, progress: Progress) -> list[LaneScorecards]:
     """Every lane of ``runner`` as a Ray task; returns one LaneScorecards per lane, in lane order."""
-    from hbench.journal import attempt_from_dict, attempt_to_dict, lane_fingerprint, light
-    from hbench.logging import scrub
-    from hbench.report import scorecard_from_dict
-    from hbench.runner import LaneScorecards, _now
-
     ray = connect(runner.opts.ray)
     from ray.util.queue import Empty, Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -165,20 +165,16 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
     task = ray.remote(run_lane_task)
     lanes = list(runner.lanes)
     parts = [LaneScorecards() for _ in lanes]
-    for part in parts:
-        part.write_failed = False  # type: ignore[attr-defined]
     opts = attrs.asdict(runner.opts)
     run_defaults = attrs.asdict(runner.config.run)
-    pending: dict[Any, tuple[int, Any, str]] = {}
+    pending: dict[Any, tuple[int, LaneSpec, str]] = {}  # Ray ObjectRef -> (lane index, lane, node)
     prompts = {p.id: p for p in runner.suite.prompts}
-    lost: list[tuple[int, Any, str]] = []
-    from hbench.lanes import is_managed
-
+    lost: list[tuple[int, LaneSpec, str]] = []
     kinds = runner.reg.lane_kinds
     busy: dict[str, int] = {}  # node -> the managed lane running there (one at a time, as --parallel-lanes)
     waiting: list[int] = []
 
-    def managed(spec: Any) -> bool:
+    def managed(spec: LaneSpec) -> bool:
         try:
             return bool(is_managed(spec, kinds.get(spec.kind)))
         except Exception:  # noqa: BLE001 - an unknown kind was refused before
@@ -187,7 +183,7 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
     def submit(i: int) -> None:
         spec = lanes[i]
         node = spec.node or here_name or "driver"
-        settings = runner._lane_settings(spec)
+        settings = runner.lane_settings(spec)
         runner.journal.begin_lane(spec.name, lane_fingerprint(spec, settings))
         done = runner.journal.completed(spec.name) if runner.opts.resume else {}
         done = {k: a for k, a in done.items() if a.error is None}  # errored ones run again
@@ -258,7 +254,7 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
                     card = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the node died, the task crashed
                     drain()
-                    why = scrub(runner._stop_reason(False) if runner.stop.is_set() else
+                    why = scrub(runner.stop_reason(False) if runner.stop.is_set() else
                                 f"Ray node {node} was lost mid-lane ({type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''})")
                     runner.log.error("lane.node_lost", lane=spec.name, node=node, error=why)
@@ -266,8 +262,8 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
                     continue
                 drain()
                 sc = scorecard_from_dict(card, f"lane {spec.name} from Ray node {node}")
-                if not runner._finish_lane(spec, sc, parts[i]):
-                    parts[i].write_failed = not sc.failed  # type: ignore[attr-defined]
+                if not finish_lane(runner, spec, sc, parts[i]):
+                    parts[i].write_failed = not sc.failed
             submit_ready()
             if runner.stop.is_set() and not cancelled:
                 cancelled = True
@@ -278,30 +274,12 @@ def run_lanes_on_ray(runner: Any, progress: Any) -> list[Any]:
             ray.cancel(ref, force=True)
         raise
     for i in waiting:  # never sent: the run was stopped first
-        lost.append((i, lanes[i], runner._stop_reason(True)))
+        lost.append((i, lanes[i], runner.stop_reason(True)))
     for i, spec, why in sorted(lost, key=lambda x: x[0]):
-        sc = lost_lane_scorecard(runner, spec, why, _now())
-        if not runner._finish_lane(spec, sc, parts[i]):
-            parts[i].write_failed = not sc.failed  # type: ignore[attr-defined]
+        sc = lost_lane_scorecard(runner, spec, why, now())
+        if not finish_lane(runner, spec, sc, parts[i]):
+            parts[i].write_failed = not sc.failed
     return parts
-
-
-def lost_lane_scorecard(runner: Any, spec: Any, why: str, started: str) -> Any:
-    """The scorecard of a lane whose node was lost (or never there): its journaled
-    attempts scored, the rest missing; ``complete: false`` saying why."""
-    from hbench.models import Telemetry, Throughput
-
-    settings = runner._lane_settings(spec)
-    agent = runner.reg.agents.get(settings["agent"])
-    runs = int(runner.s.runs if runner.s.runs is not None else runner.suite.defaults.runs)
-    done = runner.journal.completed(spec.name)
-    skipped, states = runner._plan_lane(agent, runs, done)
-    missing = sum(len(s.pending) for s in states)
-    resume = runner.resume_command()
-    stopped = f"{why}; resume with {resume}"
-    return runner._scorecard(spec, states, skipped, runs, Throughput(error="not measured"), Telemetry(), None,
-                             spec.base_url, spec.model, {}, None, [stopped], started, agent,
-                             missing=missing, stopped=stopped)
 
 
 __all__ = ["run_lanes_on_ray", "run_lane_task", "NODE_LABEL", "connect", "node_labels"]

@@ -18,7 +18,6 @@ PACKAGES = {"core": "hbench", "plugins": "hbench.plugins", "suites": "hbench.sui
 
 #: files over MAX_LINES still to split by job (issue 16), with the split they need
 PENDING_SPLITS: dict[str, str] = {
-    "core/runner.py": "lane selection, scheduling, progress, scorecard assembly (issue 19 was editing it)",
     "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
 }
 
@@ -33,12 +32,12 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/suite.py", "number"): "a match kind of the matching language",
     ("core/placeholders.py", "regex"): "a match kind of the matching language",
     ("core/report.py", "host"): "the provenance key 'host'",
-    ("core/runner.py", "host"): "the provenance key 'host'",
+    ("core/scorecard_build.py", "host"): "the provenance key 'host'",
+    ("core/scorecard_build.py", "builtin"): "the provenance key 'builtin' (a plugin is built in), not the agent",
     ("core/ray_lanes.py", "json"): "a serialisation format",
     # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the `hbench plugins --json` key 'builtin' (a plugin is built in), not the agent",
     ("core/config.py", "builtin"): "the default agent",
-    ("core/runner.py", "builtin"): "the default agent",
     ("core/config.py", "hermes-brain"): "the default suite",
     # pending: from plugin attributes instead of names
     ("core/probes.py", "nvml"): "which probes are GPU probes (memory source)",
