@@ -16,7 +16,8 @@ def report_cmd(
     out: Optional[str] = typer.Option(None, "--out", help="Where to write (default: the first input's folder)."),
     allow_mixed: bool = typer.Option(False, "--allow-mixed",
                                      help="Compare scorecards from different suite hashes (marked in the table)."),
-    report: str = typer.Option("md,html", "--report", help="Reporters to run, comma-separated."),
+    report: Optional[str] = typer.Option(None, "--report", help="Reporters to run, comma-separated (default: "
+                                         "those marked for hbench report, summary.md and report.html)."),
     prefer: str = typer.Option("memory", "--prefer", help="What orders lanes tied on quality: memory (lower "
                                "peak memory in use), speed (higher tok/s) or latency (lower p50)."),
 ) -> None:
@@ -27,7 +28,7 @@ def report_cmd(
     if prefer not in PREFERENCES:
         cli.err(f"error: --prefer {prefer}: choose one of {', '.join(PREFERENCES)} (what orders lanes tied on quality)")
         raise typer.Exit(2)
-    names = [n.strip() for n in report.split(",") if n.strip()]
+    names = [n.strip() for n in report.split(",") if n.strip()] if report is not None else None
     for path in rebuild_reports(inputs, out, allow_mixed=allow_mixed, reporters=names, registries=cli.registries(),
                                 prefer=prefer):
         typer.echo(str(path))
