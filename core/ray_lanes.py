@@ -35,7 +35,7 @@ import os
 import shutil
 import tempfile
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -51,6 +51,9 @@ from hbench.report import scorecard_from_dict, scorecard_to_dict
 from hbench.run_settings import RunOptions
 from hbench.run_state import RunState
 from hbench.scorecard_build import LaneScorecards, now
+
+if TYPE_CHECKING:
+    from ray.util.queue import Queue
 
 #: the Ray node label a lane's ``node`` is matched against (``ray start --labels hbench-node=NAME``)
 NODE_LABEL = "hbench-node"
@@ -94,7 +97,7 @@ def node_labels(ray: ModuleType) -> dict[str, str]:
 class _QueueJournal:
     """What a lane's runner needs of a journal, on a node: records go to the driver."""
 
-    def __init__(self, queue: Any, lane: str, node: str, done: dict[tuple[str, int], Attempt],
+    def __init__(self, queue: Queue, lane: str, node: str, done: dict[tuple[str, int], Attempt],
                  finished: dict[str, Any] | None, header: dict[str, Any]):
         self.queue, self.lane, self.node = queue, lane, node
         self._done, self._finished, self.header = done, finished, header
@@ -121,7 +124,7 @@ class _QueueJournal:
         pass
 
 
-def run_lane_task(job: dict[str, Any], queue: Any) -> dict[str, Any]:
+def run_lane_task(job: dict[str, Any], queue: Queue) -> dict[str, Any]:
     """The body of a lane's Ray task (importable: Ray pickles it by reference)."""
     for k, v in TASK_ENV.items():
         os.environ.setdefault(k, v)
@@ -154,6 +157,7 @@ def run_lane_task(job: dict[str, Any], queue: Any) -> dict[str, Any]:
 def run_lanes_on_ray(runner: RunState, progress: Progress) -> list[LaneScorecards]:
     """Every lane of ``runner`` as a Ray task; returns one LaneScorecards per lane, in lane order."""
     ray = connect(runner.opts.ray)
+    # Ray stays lazy (an optional extra, slow to import): only a --ray run gets here
     from ray.util.queue import Empty, Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

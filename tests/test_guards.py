@@ -47,8 +47,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
 
 #: import cycles through function-level imports still to break (module-top imports have none)
 KNOWN_CYCLES: list[set[str]] = [
-    # the runner hands lanes to parallel/ray_lanes, which call back into the runner's lane loop
-    {"hbench.runner", "hbench.parallel", "hbench.ray_lanes"},
 ]
 
 
