@@ -70,6 +70,28 @@ def test_refused_tool_requests_are_read_for_their_fix(tmp_path: Path, mode: str,
     assert f["tool_calls"].fix.startswith(fix)
 
 
+@pytest.mark.parametrize(("kind", "fix"), [
+    ("nim", "set NIM_ENABLE_AUTO_TOOL_CHOICE=1"),  # needs_auto_tool_choice: its own fix answers the refusal
+    ("llamacpp", "vLLM needs --enable-auto-tool-choice"),  # not its kind of error: the vLLM-style fix
+])
+def test_a_vllm_style_refusal_gets_the_fix_of_a_kind_that_says_it_needs_auto_tool_choice(
+        tmp_path: Path, kind: str, fix: str):
+    from hbench.plugins.commands.diagnosis import _fix_from_error
+
+    kinds = get_registries().lane_kinds
+    assert [n for n in kinds.names() if kinds.get(n).needs_auto_tool_choice] == ["nim", "vllm"]
+    text = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+    assert _fix_from_error(text, kinds.get(kind)).startswith(fix)
+
+
+def test_the_tool_call_probe_offers_the_registered_tool():
+    from hbench.plugins.commands.diagnosis import TOOL, probe_tool
+
+    tools = get_registries().tools
+    assert probe_tool(tools) == tools.get("read_file").schema()
+    assert probe_tool(None) == TOOL and TOOL["function"]["name"] == "read_file"
+
+
 def test_prose_instead_of_a_call_is_a_warning(tmp_path: Path):
     with LaneImitation(kind="ollama", tool_mode="plain") as srv:
         f = run_doctor(srv, "ollama", tmp_path)
