@@ -308,6 +308,8 @@ def compile_patterns(patterns: Sequence[str], *, case_sensitive: bool = False, f
 
 def _compile(pattern: str, case_sensitive: bool, where: str) -> Any:
     try:
+        # a C++ extension: loaded when a regex is compiled (a suite loads), not when
+        # `hbench plugins` imports the check kinds
         import re2
 
         opts = re2.Options()

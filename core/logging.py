@@ -8,11 +8,15 @@ the secret scrubber: an API key registered with :func:`register_secret` is repla
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import logging
 import re
 import sys
 import threading
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 _SECRETS: set[str] = set()
 _FORMS: set[str] = set()  # every registered secret in every form it may be echoed in
@@ -46,8 +50,6 @@ def register_url_secrets(url: str | None) -> None:
     m = _USERINFO.search(url)
     if m is None:
         return
-    from urllib.parse import unquote
-
     info = m.group("info")
     user, _, password = info.partition(":")
     for v in (info, unquote(info), password, unquote(password)):
@@ -61,11 +63,6 @@ def secret_forms(value: str) -> set[str]:
     three byte alignments (standard and URL-safe), so the key inside a base64 blob
     (``Bearer <key>``, Basic ``user:key``) is cut too. Forms under 6 characters are left
     out (they would cut unrelated text)."""
-    import base64
-    import html
-    import json
-    from urllib.parse import quote, quote_plus
-
     forms = {value}
     for j in (json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]):
         forms.update({j, j.replace("/", "\\/")})

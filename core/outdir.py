@@ -27,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from hbench.errors import BadInput
+from hbench.sandbox import remove_tree
 
 #: hbench's own folder inside ``--out``
 WORK = ".hbench"
@@ -102,8 +105,6 @@ class OutDir:
 
     def remove(self, target: Path) -> None:
         """Remove ``target`` when it lies inside this run's marked folder; refuse otherwise."""
-        from hbench.sandbox import remove_tree
-
         target = Path(target)
         real = Path(os.path.realpath(target.parent)) / target.name
         if not (is_marked(self.work) and _inside(real, Path(os.path.realpath(self.work))) and real != Path(
@@ -157,8 +158,6 @@ def claim(out: str | os.PathLike[str], *, key: str = "--out", suite_path: str | 
 
 
 def _lock(work: Path, key: str, raw: str) -> Any:
-    from filelock import FileLock, Timeout
-
     lock = FileLock(str(work / LOCK), timeout=0)
     try:
         lock.acquire(timeout=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import traceback
 from importlib import metadata
 from typing import Any, Callable, Iterator
 
@@ -24,6 +25,8 @@ import pluggy
 
 from hbench import __version__, hookspecs
 from hbench.errors import PluginError
+from hbench.logging import get_logger
+from hbench.models import LaneSpec
 
 #: Built-in plugins, in registration order. Each module implements hooks with ``hookimpl``.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -97,8 +100,6 @@ class Registry:
         if self._default is None:
             self._default = name
             return
-        from hbench.logging import get_logger
-
         first = self._entries[self._default]
         get_logger().warning(
             "plugin.second_default", what=self.what, kept=f"{first.name} ({first.plugin})",
@@ -217,8 +218,6 @@ def _shaped(attr: str, obj: Any, plugin: str) -> Any:
 
 
 def _validate(attr: str, name: str, obj: Any, plugin: str) -> None:
-    from hbench.models import LaneSpec
-
     def need(cond: bool, what: str) -> None:
         if not cond:
             raise PluginError(f"plugin {plugin!r} registered {_what(attr)} {name!r}: {what}")
@@ -256,8 +255,6 @@ class HBenchPlugins:
 
     # ----------------------------------------------------------------- loading
     def _fail(self, info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
-        from hbench.logging import get_logger
-
         info.status, info.error = "error", error
         self.infos[info.name] = info
         get_logger().warning("plugin.broken", plugin=info.name, error=error)
@@ -398,8 +395,6 @@ class HBenchPlugins:
 
     def broadcast(self, hook: str, **kwargs: Any) -> None:
         """Call a broadcast hook on every plugin; a failing sink is logged, never fatal."""
-        from hbench.logging import get_logger
-
         for plugin_name, call in self.call_each(hook, **kwargs):
             try:
                 call()
@@ -426,10 +421,6 @@ def _only(results: list[Any]) -> Any:
 def log_traceback(plugin: str, hook: str, exc: BaseException) -> None:
     """A plugin's failure with its whole traceback, at debug level (``-v``/``--log-level
     debug``); the warning beside it names the plugin and the error in one line."""
-    import traceback
-
-    from hbench.logging import get_logger
-
     get_logger().debug("plugin.traceback", plugin=plugin, hook=hook,
                        traceback="".join(traceback.format_exception(exc)).rstrip())
 

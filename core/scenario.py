@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from hbench.matching import args_match, describe
 from hbench.models import CheckResult
+from hbench.scoring import expected_tool_called
 
 if TYPE_CHECKING:  # pragma: no cover
     from hbench.models import Attempt, Prompt
@@ -51,8 +52,6 @@ def judge(
     passed its check). A ``fail_first`` tool the prompt did not want is then never
     blamed for a missing retry. Otherwise see :func:`_verdict`.
     """
-    from hbench.scoring import expected_tool_called
-
     if expected_tool_called(attempt, prompt, aliases):
         return _verdict(prompt, attempt, decoys, fail_first, check)
     names = list(dict.fromkeys(

@@ -31,6 +31,7 @@ import random
 import re
 import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from hbench.matching import args_match, describe, form_error
@@ -71,7 +72,7 @@ def _schema_problem(schema: Any) -> str | None:
         return 'expected a JSON Schema object like {"type": "object", "properties": {...}}'
     if schema.get("type") != "object":
         return 'the arguments are one JSON object: the schema needs "type": "object"'
-    from jsonschema.exceptions import best_match
+    from jsonschema.exceptions import best_match  # heavy (~0.15 s): only suites with tools need it
 
     error = best_match(_meta_validator().iter_errors(schema))
     if error is not None:
@@ -251,7 +252,7 @@ class DataTool(Tool):
         if self._validator is None:
             with self._lock:
                 if self._validator is None:
-                    from jsonschema import Draft202012Validator
+                    from jsonschema import Draft202012Validator  # heavy: on a data tool's first call
 
                     self._validator = Draft202012Validator(self.parameters)
         errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.path))
@@ -364,8 +365,6 @@ def load_catalogue(path: Any, *, check_schemas: bool = False) -> list[SuiteToolS
     optional default) as decoy specs. Raises ValueError listing every problem as
     ``file:line: key: message``. Schemas are checked when ``check_schemas`` (that imports
     jsonschema: the plugin registration path leaves it to the suite validator and tests)."""
-    from pathlib import Path
-
     path = Path(path)
     rows: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []

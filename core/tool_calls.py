@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 import attrs
 
+from hbench.limits import depth
 from hbench.text import has_surrogate, valid_json, valid_text
 
 
@@ -51,8 +52,6 @@ ARGS_MAX_DEPTH = 32
 
 def _too_deep(value: Any) -> bool:
     """Parsed arguments nested deeper than :data:`ARGS_MAX_DEPTH` (counted without recursion)."""
-    from hbench.limits import depth
-
     return depth(value, ARGS_MAX_DEPTH) > ARGS_MAX_DEPTH
 
 

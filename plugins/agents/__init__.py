@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hbench import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hbench.hookspecs import RegisterAgent
 
 
 @hookimpl
-def hbench_register_agents(register):  # noqa: ANN001, ANN201
+def hbench_register_agents(register: RegisterAgent) -> None:
     from hbench.plugins.agents import builtin, hermes
 
     register(builtin.BuiltinAgent, default=True)  # a bare `hbench run` uses it

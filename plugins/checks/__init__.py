@@ -6,6 +6,8 @@ section Checks, gives their semantics.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hbench import hookimpl
 
 from .honesty import Honesty
@@ -14,10 +16,14 @@ from .number import Number
 from .regex import Regex
 from .substring import Substring
 
+if TYPE_CHECKING:  # pragma: no cover
+    from hbench.hookspecs import RegisterCheck
+
+
 CHECK_KINDS = (Substring, JsonKeys, Regex, Honesty, Number)
 
 
 @hookimpl
-def hbench_register_checks(register):  # noqa: ANN001, ANN201
+def hbench_register_checks(register: RegisterCheck) -> None:
     for cls in CHECK_KINDS:
         register(cls)

@@ -10,27 +10,32 @@ Nothing heavy is imported here: ``hbench --help`` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hbench import hookimpl
 
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
+    from hbench.models import Attempt, LaneSpec, Prompt, Scorecard
+
 
 @hookimpl
-def hbench_register_commands(app: Any) -> None:
+def hbench_register_commands(app: typer.Typer) -> None:
     from hbench.plugins.history.commands import register
 
     register(app)
 
 
 @hookimpl
-def hbench_attempt_finished(attempt: Any, lane: Any, prompt: Any) -> None:
+def hbench_attempt_finished(attempt: Attempt, lane: LaneSpec, prompt: Prompt) -> None:
     from hbench.plugins.history.live import writer
 
     writer.warm()
 
 
 @hookimpl
-def hbench_lane_finished(scorecard: Any, lane: Any) -> None:
+def hbench_lane_finished(scorecard: Scorecard, lane: LaneSpec) -> None:
     from hbench.plugins.history.live import writer
 
     writer.write(scorecard)

@@ -4,13 +4,20 @@ the LaneSpec it is."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hbench import hookimpl
 
 from hbench.plugins.lanes import embedded, llamacpp, nim, ollama, openai, sglang, vllm
 
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
+    from hbench.hookspecs import RegisterFound, RegisterLane, RegisterLaneKind
+
 
 @hookimpl
-def hbench_register_lane_kinds(register):
+def hbench_register_lane_kinds(register: RegisterLaneKind) -> None:
     register(openai.OpenAIKind, default=True)  # a lane without `kind` (and --lane-url) is plain OpenAI
     for cls in (llamacpp.LlamaCppKind, vllm.VLLMKind, nim.NIMKind, ollama.OllamaKind, sglang.SGLangKind,
                 embedded.EmbeddedKind):
@@ -18,19 +25,19 @@ def hbench_register_lane_kinds(register):
 
 
 @hookimpl
-def hbench_register_lanes(register):
+def hbench_register_lanes(register: RegisterLane) -> None:
     register(embedded.LANE)
 
 
 @hookimpl
-def hbench_register_commands(app):
+def hbench_register_commands(app: typer.Typer) -> None:
     from hbench.plugins.lanes import discover
 
     discover.register(app)
 
 
 @hookimpl
-def hbench_discover_lanes(register, host):
+def hbench_discover_lanes(register: RegisterFound, host: str) -> None:
     from hbench.models import LaneSpec
     from hbench.plugins.lanes.discover import DEFAULT_PORTS, discover, extra_ports, lanes_of
 

@@ -14,20 +14,25 @@ Nothing here imports ``mcp`` (the optional extra ``[mcp]``) at import time: ``hb
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hbench import hookimpl
 
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
+    from hbench.hookspecs import RegisterAgent
+
 
 @hookimpl
-def hbench_register_agents(register: Any) -> None:
+def hbench_register_agents(register: RegisterAgent) -> None:
     from hbench.plugins.mcp.agent import BuiltinMcpAgent
 
     register(BuiltinMcpAgent)
 
 
 @hookimpl
-def hbench_register_commands(app: Any) -> None:
+def hbench_register_commands(app: typer.Typer) -> None:
     from hbench.plugins.mcp.command import register
 
     register(app)

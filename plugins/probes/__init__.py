@@ -6,11 +6,16 @@ imported inside ``NvmlProbe.available()``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hbench import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hbench.hookspecs import RegisterProbe
 
 
 @hookimpl
-def hbench_register_probes(register):  # noqa: ANN001, ANN201
+def hbench_register_probes(register: RegisterProbe) -> None:
     from hbench.plugins.probes.host import HostProbe
     from hbench.plugins.probes.meminfo import MeminfoProbe
     from hbench.plugins.probes.nvidia_smi import NvidiaSmiProbe

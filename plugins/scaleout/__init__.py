@@ -4,13 +4,16 @@ imported here: ``hbench --help`` stays fast."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hbench import hookimpl
 
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
 
 @hookimpl
-def hbench_register_commands(app: Any) -> None:
+def hbench_register_commands(app: typer.Typer) -> None:
     from hbench.plugins.scaleout.commands import register
 
     register(app)

@@ -10,12 +10,17 @@ Names are fixed (suites' ``expect_tool_any`` tokens match them): ``list_dir``,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hbench import hookimpl
 
+if TYPE_CHECKING:  # pragma: no cover
+    from hbench.hookspecs import RegisterTool
+    from hbench.suite_tools import DataTool
+
 
 @hookimpl
-def hbench_register_tools(register):  # noqa: ANN001, ANN201
+def hbench_register_tools(register: RegisterTool) -> None:
     from hbench.plugins.tools.calculate import Calculate
     from hbench.plugins.tools.glob import Glob
     from hbench.plugins.tools.grep import Grep
@@ -32,7 +37,7 @@ def hbench_register_tools(register):  # noqa: ANN001, ANN201
 DECOYS = Path(__file__).with_name("decoys.jsonl")
 
 
-def decoy_tools(path: Path = DECOYS) -> list:  # noqa: ANN201
+def decoy_tools(path: Path = DECOYS) -> list[DataTool]:
     """The catalogue's tools (``decoy = True``: offered only by a prompt's ``decoys: N``,
     never by default). None when the file is absent."""
     if not path.is_file():
