@@ -49,7 +49,7 @@ _conv = cattrs.Converter()
 
 #: LaneSpec fields that do not change what an attempt does (excluded from the fingerprint)
 _NOT_FINGERPRINTED = {"source", "tags", "api_key_env", "ready_timeout_s", "expected_memory_gb", "env", "node",
-                      "memory_floor_gb"}
+                      "memory_floor_gb", "sweep_depths", "sweep_concurrency", "sweep_budget_s"}
 
 
 class JournalError(BadInput):

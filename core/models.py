@@ -22,6 +22,39 @@ JOURNAL_SCHEMA = "hbench.journal/1"
 
 # --------------------------------------------------------------------------- lanes
 
+#: limits of a lane's throughput-sweep settings (hbench.sweep): a value outside is a typo
+SWEEP_MAX_DEPTH = 1 << 20  # prompt tokens
+SWEEP_MAX_CONCURRENCY = 256  # streams at once
+SWEEP_MAX_POINTS = 16  # values per list
+SWEEP_MAX_BUDGET_S = 3600.0
+
+
+def _sweep_values(lo: int, hi: int, what: str) -> Any:
+    """An attrs validator for a sweep list: None (the default), [] (off) or whole numbers in [lo, hi]."""
+
+    def check(_inst: Any, attribute: Any, value: Any) -> None:
+        if value is None:
+            return
+        key = attribute.name
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: {value!r} is not a list; write {key} = [...] ([] = off)")
+        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi]
+        if bad:
+            raise ValueError(f"{key}: {bad[0]!r} is not usable: {what} must be whole numbers from {lo} to {hi} "
+                             f"([] = off)")
+        if len(value) > SWEEP_MAX_POINTS:
+            raise ValueError(f"{key}: {len(value)} values; at most {SWEEP_MAX_POINTS} (each is measured)")
+
+    return check
+
+
+def _sweep_budget(_inst: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= SWEEP_MAX_BUDGET_S:
+        raise ValueError(f"{attribute.name}: {value!r} is not usable: seconds from 0 (no limit) to "
+                         f"{SWEEP_MAX_BUDGET_S:g}")
+
 
 @attrs.define
 class LaneSpec:
@@ -64,6 +97,14 @@ class LaneSpec:
     #: the box the lane runs on (``--parallel-lanes``: managed lanes of one node run one at a
     #: time; ``--ray``: the Ray node labelled with it). None = the box hbench runs on
     node: str | None = None
+    #: the end-of-lane throughput sweeps (hbench.sweep): context depths in prompt tokens and
+    #: streams at once; None = the defaults, [] = off; a point runs while its predicted time
+    #: fits in ``sweep_budget_s`` (None = 20 s, 0 = no limit)
+    sweep_depths: list[int] | None = attrs.field(
+        default=None, validator=_sweep_values(0, SWEEP_MAX_DEPTH, "context depths (prompt tokens)"))
+    sweep_concurrency: list[int] | None = attrs.field(
+        default=None, validator=_sweep_values(1, SWEEP_MAX_CONCURRENCY, "streams at once"))
+    sweep_budget_s: float | None = attrs.field(default=None, validator=_sweep_budget)
     #: where the spec came from ("hbench.toml", a plugin name, "--lane-url"); not user-set
     source: str = ""
 

@@ -16,6 +16,10 @@ with ``disagreement`` set when client and server differ by more than 10%.
 
 The probe streams over its own httpx connection rather than the chat client: it needs a
 timestamp per chunk and the raw ``timings`` object, which a chat response does not keep.
+
+Then the throughput v2 sweeps (:mod:`hbench.sweep`) fill ``Throughput.sweeps``: the lane's
+``sweep_depths`` / ``sweep_concurrency`` (default the sweep's defaults, ``[]`` = off),
+bounded by ``sweep_budget_s`` (default 20 s, 0 = no limit), every request cache-busted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
 from hbench.models import Throughput
 from hbench.sse import json_chunks
+from hbench.sweep import BOUNDED_MAX_TOKENS, DEFAULT_BUDGET_S, DEFAULT_DEPTHS, DEFAULT_LEVELS, sweep
 
 PROMPT = (
     "Write the numbers from one to five hundred as English words, one per line, "
@@ -114,10 +119,26 @@ def disagrees(client: float | None, server: float | None, limit: float = DISAGRE
     return abs(client - server) / server > limit
 
 
-def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3,
-            timeout_s: float = 300.0) -> Throughput:
+def sweep_plan(spec: Any, depths: list[int] | None = None, levels: list[int] | None = None,
+               budget_s: float | None = None) -> tuple[list[int], list[int], float | None]:
+    """What the sweeps measure: the arguments, else the lane's settings, else the defaults;
+    ``[]`` = that sweep off; budget 0 = no limit (returned as None)."""
+    def pick(arg: Any, own: Any, default: Any) -> Any:
+        return arg if arg is not None else own if own is not None else default
+
+    depths = pick(depths, getattr(spec, "sweep_depths", None), list(DEFAULT_DEPTHS))
+    levels = pick(levels, getattr(spec, "sweep_concurrency", None), list(DEFAULT_LEVELS))
+    budget = pick(budget_s, getattr(spec, "sweep_budget_s", None), DEFAULT_BUDGET_S)
+    return list(depths), list(levels), (float(budget) or None)
+
+
+def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3, timeout_s: float = 300.0,
+            depths: list[int] | None = None, levels: list[int] | None = None,
+            sweep_budget_s: float | None = None, sweep_runs: int = 1,
+            sweep_max_tokens: int = BOUNDED_MAX_TOKENS) -> Throughput:
     """Measure ``running`` (see the module docstring). Never raises for a server problem:
-    the returned :class:`Throughput` carries ``error`` instead."""
+    the returned :class:`Throughput` carries ``error`` instead. ``depths`` / ``levels`` /
+    ``sweep_budget_s``: the sweeps (None = the lane's settings, else the defaults)."""
     log = get_logger()
     spec, kind = running.spec, running.kind
     url = f"{(spec.base_url or '').rstrip('/')}/chat/completions"
@@ -181,4 +202,16 @@ def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3,
     )
     log.info("throughput.measured", lane=spec.name, tok_s=result.tok_s, ttft_ms=result.ttft_ms,
              server_tok_s=result.server_tok_s, disagreement=result.disagreement)
+    s_depths, s_levels, budget = sweep_plan(spec, depths, levels, sweep_budget_s)
+    if s_depths or s_levels:
+        try:
+            result.sweeps = sweep(running, s_depths, s_levels, budget_s=budget, base_ttft_ms=result.ttft_ms,
+                                  base_tok_s=result.tok_s, runs=sweep_runs, max_tokens=sweep_max_tokens,
+                                  level_max_tokens=sweep_max_tokens, extras=extras, timeout_s=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a sweep bug never costs the single-stream figure
+            result.sweeps = {"error": scrub(f"{type(exc).__name__}: {exc}")}
+            log.warning("throughput.sweep_failed", lane=spec.name, error=result.sweeps["error"])
+        log.info("throughput.swept", lane=spec.name, elapsed_s=result.sweeps.get("elapsed_s"),
+                 depths=[p["depth"] for p in (result.sweeps.get("depth") or {}).get("points", [])],
+                 levels=[p["concurrency"] for p in (result.sweeps.get("concurrency") or {}).get("points", [])])
     return result

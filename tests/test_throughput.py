@@ -42,9 +42,10 @@ def chat_requests(srv: LaneImitation) -> list[dict]:
 def test_decode_rate_within_5_percent_of_the_true_rate():
     latency = 0.02  # 50 tok/s exactly (absolute schedule in the server)
     with LaneImitation(kind="llamacpp", token_latency=latency) as srv:
-        result = measure(running_for(srv, "llamacpp"), max_tokens=48, runs=3)
+        # the lane turns the sweeps off ([]): only the single-stream requests are sent
+        result = measure(running_for(srv, "llamacpp", sweep_depths=[], sweep_concurrency=[]), max_tokens=48, runs=3)
         bodies = chat_requests(srv)
-    assert result.error is None
+    assert result.error is None and result.sweeps == {}
     assert result.tok_s == pytest.approx(1 / latency, rel=0.05)
     assert len(result.samples) == 3 and all(s["tokens"] == 48 and s["token_source"] == "usage" for s in result.samples)
     assert result.ttft_ms is not None and result.ttft_ms < 500

@@ -50,7 +50,6 @@ def throughput_cmd(
 
     from hbench.lanes import for_a_quick_look, open_lane
     from hbench.logging import scrub
-    from hbench.sweep import sweep
     from hbench.throughput import measure
 
     depths, levels = _ints(depth, "--depth"), _ints(concurrency_sweep, "--concurrency-sweep")
@@ -58,9 +57,10 @@ def throughput_cmd(
     spec = for_a_quick_look(spec, kind_obj, wait)
     with open_lane(spec, kind_obj, out_dir=Path(out), headroom_gb=cli.load_config().run.memory_headroom_gb,
                    on_status=status_printer()) as running:
-        result = measure(running, max_tokens=max_tokens, runs=runs)
-        if result.error is None and (depths or levels):
-            result.sweeps = sweep(running, depths, levels)
+        # asked for: these sweeps, unbounded; else the lane's bounded end-of-lane sweeps
+        asked = {"depths": depths or [], "levels": levels or [], "sweep_budget_s": 0, "sweep_runs": 2,
+                 "sweep_max_tokens": 32} if depths or levels else {}
+        result = measure(running, max_tokens=max_tokens, runs=runs, **asked)
     if as_json:
         typer.echo(scrub(json.dumps({"lane": spec.name, **attrs.asdict(result)}, indent=2)))
     elif result.error is None:
