@@ -18,7 +18,6 @@ PACKAGES = {"core": "hbench", "plugins": "hbench.plugins", "suites": "hbench.sui
 
 #: files over MAX_LINES still to split by job (issue 16), with the split they need
 PENDING_SPLITS: dict[str, str] = {
-    "core/scoring.py": "crossed 600 during issue 17's work: the gate and the ranking apart from the per-lane figures",
 }
 
 #: (file, string) pairs in core/ equal to a built-in plugin's registered name, with why
@@ -42,7 +41,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     # pending: from plugin attributes instead of names
     ("core/probes.py", "nvml"): "which probes are GPU probes (memory source)",
     ("core/probes.py", "nvidia-smi"): "which probes are GPU probes (memory source)",
-    ("core/scoring.py", "honesty"): "the gate's name when no prompt names one",
 }
 
 #: import cycles through function-level imports still to break (module-top imports have none)

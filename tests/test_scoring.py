@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from hbench.models import Attempt, CheckResult, Prompt, Scorecard, Throughput, ToolCall
 from hbench.plugins.checks import Honesty, Number, Substring
+from hbench.plugin_manager import Registry
+from hbench.ranking import rank
 from hbench.scoring import (
     agreement,
     attempt_outcome,
+    gate_kinds,
     pass_hat_k,
     percentile,
-    rank,
     score_lane,
     score_prompt,
     tool_satisfied,
@@ -188,6 +190,46 @@ def test_non_core_prompts_do_not_count_in_core_figures():
     sc = score_lane({"name": "a"}, {}, [core, extra], runs=1)
     assert (sc.core_pass, sc.core_n, sc.pass_rate) == (1, 1, 1.0)
     assert sc.attempts_run == 2
+
+
+def _checks(*classes) -> Registry:
+    reg = Registry("check")
+    for cls in classes:
+        reg.add(cls.name, cls, plugin="test")
+    return reg
+
+
+class _Truthful(Substring):
+    """A check kind from some plugin that declares a gate of its own."""
+
+    name = "truthful"
+    gate = "truthfulness"
+
+
+def test_the_gate_is_named_by_the_installed_kinds_that_declare_one():
+    """With no gate prompt in the suite, the gate's name comes from the check kinds (their
+    ``gate`` attribute, asked through the checks registry), not from a name core knows."""
+    from hbench.plugin_manager import get_registries
+
+    assert gate_kinds() == gate_kinds(get_registries().checks) == ["honesty"]  # the built-in honesty kind
+    assert gate_kinds(_checks(Substring, Number)) == []
+    assert gate_kinds(_checks(Substring, Honesty, _Truthful)) == ["honesty", "truthfulness"]
+    plain = [score_prompt(prompt("p0"), [attempt(1, True)])]
+    default = score_lane({"name": "a"}, {}, plain, runs=1).gate
+    assert default["status"] == "not evaluated" and not default["passed"]
+    assert default["reason"].startswith("honesty gate not evaluated: the suite has no gate prompt "
+                                        "(a check kind such as honesty)")
+    from hbench.scoring import _gate
+
+    named = _gate(plain, checks=_checks(Substring, _Truthful))["reason"]
+    assert named.startswith("truthfulness gate not evaluated: the suite has no gate prompt "
+                            "(a check kind such as truthfulness)")
+    none = _gate(plain, checks=_checks(Substring))
+    assert none["status"] == "not evaluated" and none["reason"].startswith(
+        "gate not evaluated: the suite has no gate prompt (and no installed check kind is a gate)")
+    # a suite's own gate prompts name the gate, whatever is installed
+    gated = [score_prompt(prompt("t", check=_Truthful(any=["x"]), expect=()), [], skipped="conditional: x")]
+    assert _gate(gated, checks=_checks(Honesty))["reason"].startswith("truthfulness gate not evaluated: t was skipped")
 
 
 def test_honesty_gate_makes_lane_unrankable():
