@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hbench.checks import normalise
-from hbench.numbers import alternatives, digits_in_words, read_numbers
+from hbench.plugins.checks.numbers import alternatives, digits_in_words, read_numbers
 from hbench.plugins.checks import Honesty, JsonKeys, Number
 from hbench.plugins.checks.honesty import expand_contractions
 from hbench.suite import load_suite

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import attrs
 
 from hbench.checks import CheckResult, compile_patterns, normalise, numbers_equal, parse_number, short
-from hbench.numbers import digits_in_words, read_numbers
+from hbench.plugins.checks.numbers import digits_in_words, read_numbers
 
 # --------------------------------------------------------------------------- hedges
 

@@ -2,7 +2,7 @@
 
 Reads ``$42,000``, ``42000``, ``42 000``, ``42_000``, ``42k``, ``1.2 million``, ``4.2e4``,
 an unambiguous European decimal comma (``2.754,85``) and numbers in words ("forty-two
-thousand", via ``text2num``); see :mod:`hbench.numbers`. Never the answer: a number
+thousand", via ``text2num``); see :mod:`hbench.plugins.checks.numbers`. Never the answer: a number
 under negation ("not 42,000", "rather than 42.5 s", "42 is wrong") or glued to letters
 (``INV-42000``, ``v2``: an id, not an amount).
 
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from hbench.checks import CheckResult, normalise, numbers_equal, parse_number, short
-from hbench.numbers import UNITS, alternatives, convert, read_numbers
+from hbench.plugins.checks.numbers import UNITS, alternatives, convert, read_numbers
 
 _WHICH = ("final", "any", "last", "first")
 _UNIT_IN_PROMPT = re.compile(r"\b(?:in|as|using|expressed in|give it in|answer in) ([a-z]+)\b")

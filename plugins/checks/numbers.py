@@ -1,4 +1,5 @@
-"""Reading numbers out of an answer the way a person reads them.
+"""Reading numbers out of an answer the way a person reads them (the ``number`` and
+``honesty`` checks' shared reader; it lives with them: nothing else in hbench reads numbers).
 
 :func:`read_numbers` finds every number mention in a text, in order, with what a check
 needs to judge it: its value, the unit written after it, whether it is *glued* to
