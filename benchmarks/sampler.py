@@ -34,7 +34,7 @@ def _cpu_s() -> float:
 
 def measure(seconds: float = 10.0, hz: float = 2.0) -> dict:
     from hbench.plugins.probes import hbench_register_probes
-    from hbench.probes import Sampler
+    from hbench.sampler import Sampler
 
     classes: list[type] = []
     hbench_register_probes(register=lambda cls, name=None: classes.append(cls))

@@ -4,7 +4,7 @@
 A lane's loop: its fingerprint goes into the journal; attempts already journaled are
 skipped (``--resume``) and the rest planned (:func:`hbench.scheduler.plan`, sliced by
 ``--shard``); the lane is opened (:func:`hbench.lanes.open_lane`: managed lanes start
-here), the telemetry :class:`~hbench.probes.Sampler` runs around the suite, and
+here), the telemetry :class:`~hbench.sampler.Sampler` runs around the suite, and
 ``--concurrency`` worker threads take attempts in order. Each attempt runs in a fresh
 scratch copy of the rendered fixtures, is checked, journaled (fsynced) and broadcast
 (``hbench_attempt_finished``). After the suite, :func:`hbench.throughput.measure` runs on
@@ -34,6 +34,7 @@ from hbench.lanes import LaneWaitCancelled, api_key_for, open_lane
 from hbench.logging import scrub
 from hbench.models import Attempt, CheckResult, LaneSpec, Prompt, Scorecard, Telemetry, Throughput
 from hbench.probes import Sampler
+from hbench.sampler import Sampler
 from hbench.report import scorecard_filename
 from hbench.sandbox import Sandbox, ScratchPool, attempt_dir, remove_tree, safe_component
 from hbench.scenario import judge

@@ -39,8 +39,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/config.py", "builtin"): "the default agent",
     ("core/config.py", "hermes-brain"): "the default suite",
     # pending: from plugin attributes instead of names
-    ("core/probes.py", "nvml"): "which probes are GPU probes (memory source)",
-    ("core/probes.py", "nvidia-smi"): "which probes are GPU probes (memory source)",
 }
 
 #: import cycles through function-level imports still to break (module-top imports have none)

@@ -167,11 +167,15 @@ def test_hbench_run_records_the_lane_incomplete_with_the_floor_as_the_reason(mem
 def test_telemetry_names_its_memory_source_and_why():
     from hbench.probes import summarise
 
-    gb10 = summarise([{"unified_memory": True, "unified_used_gb": 40.0, "gpu_util": 90}], {"nvml": "ok", "meminfo": "ok"})
+    # which probes read a GPU's own memory: their class says so (memory_source = "gpu"), the
+    # sampler passes their names (core names no probe)
+    gpu = {"gpu_probes": {"nvml"}}
+    gb10 = summarise([{"unified_memory": True, "unified_used_gb": 40.0, "gpu_util": 90}], {"nvml": "ok", "meminfo": "ok"},
+                     **gpu)
     assert gb10.memory_source["source"] == "meminfo (unified memory)" and "NotSupported" in gb10.memory_source["why"]
     discrete = summarise([{"gpu_mem_used_gb": 20.0, "unified_used_gb": 30.0}], {"nvml": "ok"})
     assert discrete.memory_source["source"] == "gpu"
-    laptop = summarise([{"unified_used_gb": 3.0}], {"nvml": "unavailable: no NVIDIA driver", "meminfo": "ok"})
+    laptop = summarise([{"unified_used_gb": 3.0}], {"nvml": "unavailable: no NVIDIA driver", "meminfo": "ok"}, **gpu)
     assert laptop.memory_source == {"source": "meminfo (system RAM)",
                                     "why": "no GPU memory reading (nvml: unavailable: no NVIDIA driver)"}
     nothing = summarise([{"cpu_percent": 5.0}], {"meminfo": "unavailable: /proc/meminfo does not exist"})

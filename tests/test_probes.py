@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from hbench.models import LaneSpec
-from hbench.probes import GIB, Sampler
+from hbench.probes import GIB
 from hbench.plugins.probes.host import HostProbe
 from hbench.plugins.probes.meminfo import MeminfoProbe, parse_meminfo, used_bytes
 from hbench.plugins.probes.nvidia_smi import NvidiaSmiProbe, parse_field
 from hbench.plugins.probes.nvml import NvmlProbe
 from hbench.plugins.probes.prometheus import PrometheusProbe, map_metrics
+from hbench.sampler import Sampler
 
 # --------------------------------------------------------------------------- registration
 

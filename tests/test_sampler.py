@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from hbench.models import Telemetry
-from hbench.probes import Probe, Sampler, merge_readings, summarise, thin
+from hbench.probes import Probe, merge_readings, summarise, thin
+from hbench.sampler import Sampler
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +110,41 @@ def test_summary_of_unknowns_is_none_never_zero():
     assert tel.gpu_util_mean is None and tel.gpu_util_max is None and tel.gpu_temp_c_max is None
     assert tel.unified_used_gb_max is None and tel.power_w_max is None
     assert summarise([]) == Telemetry()
+
+
+def test_the_probes_class_says_which_probes_explain_the_memory_source():
+    """No probe name in core: a probe class with memory_source = "gpu" is a GPU probe, and
+    its status is why the memory source fell back to meminfo; other probes' are not."""
+
+    class MyGpu(Probe):
+        name = "my-gpu"
+        memory_source = "gpu"
+
+        def available(self):
+            return False, "no such accelerator here"
+
+    class Ram(Probe):
+        name = "ram"
+
+        def sample(self):
+            return {"unified_used_gb": 3.0}
+
+    class Quiet(Probe):
+        name = "quiet"
+
+        def available(self):
+            return False, "not this time"
+
+    s = Sampler([MyGpu, Ram, Quiet], hz=50).open("lane")
+    s.sample_once()
+    assert s.gpu_probes() == {"my-gpu"}
+    tel = s.stop()
+    assert tel.memory_source == {"source": "meminfo (system RAM)",
+                                 "why": "no GPU memory reading (my-gpu: no such accelerator here)"}
+    from hbench.plugins.probes.nvidia_smi import NvidiaSmiProbe
+    from hbench.plugins.probes.nvml import NvmlProbe
+
+    assert NvmlProbe.memory_source == NvidiaSmiProbe.memory_source == "gpu" and Probe.memory_source is None
 
 
 def test_throttle_summary_counts_only_samples_that_read_the_reasons():

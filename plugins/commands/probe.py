@@ -25,7 +25,7 @@ def probe_cmd(
     """Telemetry now: every probe's status (and why one is unavailable) and its readings."""
     from hbench.errors import BadInput
     from hbench.models import LaneSpec
-    from hbench.probes import Sampler
+    from hbench.sampler import Sampler
 
     if not hz > 0:
         raise BadInput(f"--hz must be a positive number of readings per second, got {hz}")

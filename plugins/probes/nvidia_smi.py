@@ -46,6 +46,7 @@ class NvidiaSmiProbe(Probe):
     description: ClassVar[str] = "NVIDIA GPUs through nvidia-smi, one field per query (NVML fallback)"
     priority: ClassVar[int] = 30
     fallback_for: ClassVar[str | None] = "nvml"
+    memory_source: ClassVar[str | None] = "gpu"  # a GPU's own memory: decides the memory source
 
     def __init__(self, binary: str = "nvidia-smi"):
         self._binary_name = binary

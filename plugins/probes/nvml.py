@@ -88,6 +88,7 @@ class NvmlProbe(Probe):
     name: ClassVar[str] = "nvml"
     description: ClassVar[str] = "NVIDIA GPUs through NVML: util, temperature, power, memory"
     priority: ClassVar[int] = 20
+    memory_source: ClassVar[str | None] = "gpu"  # a GPU's own memory: decides the memory source
 
     def __init__(self) -> None:
         self._nv: Any = None
