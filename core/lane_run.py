@@ -33,9 +33,8 @@ from hbench.journal import lane_fingerprint, light
 from hbench.lanes import LaneWaitCancelled, api_key_for, open_lane
 from hbench.logging import scrub
 from hbench.models import Attempt, CheckResult, LaneSpec, Prompt, Scorecard, Telemetry, Throughput
-from hbench.probes import Sampler
-from hbench.sampler import Sampler
 from hbench.report import scorecard_filename
+from hbench.sampler import Sampler
 from hbench.sandbox import Sandbox, ScratchPool, attempt_dir, remove_tree, safe_component
 from hbench.scenario import judge
 from hbench.scheduler import PromptState, Scheduler, plan
