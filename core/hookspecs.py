@@ -193,7 +193,14 @@ def hbench_discover_lanes(register: RegisterFound, host: str) -> None:
 
 @hookspec
 def hbench_register_commands(app: typer.Typer) -> None:
-    """Add commands to the ``hbench`` CLI: ``@app.command() def mycmd(): ...``."""
+    """Add commands to the ``hbench`` CLI: ``@app.command("mycmd") def mycmd(): ...`` (or
+    ``app.add_typer(group)``). ``app`` is this plugin's own; its commands join hbench's the
+    first time a command core lacks is looked up or the commands are listed. The built-in
+    commands (doctor, throughput, probe, report, validate, the listings) come this way too.
+    Keep typer the only import at the module's top and import the module doing the work
+    inside the command, so ``hbench --help`` stays fast. A registration that raises, or a
+    name already taken (by core, a built-in or a plugin registered earlier), leaves all of
+    this plugin's commands out and marks the plugin broken (fatal with ``--strict-plugins``)."""
 
 
 # --------------------------------------------------------------------------- broadcasts
