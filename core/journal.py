@@ -35,7 +35,7 @@ import time
 import uuid
 from array import array
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import attrs
 import cattrs
@@ -43,6 +43,7 @@ import cattrs
 from hbench.errors import BadInput, HBenchError
 from hbench.logging import get_logger, scrub
 from hbench.models import JOURNAL_SCHEMA, Attempt, CheckResult, LaneSpec, ToolCall, Turn
+from hbench.run_settings import Settings
 from hbench.text import SURROGATE_ESCAPE_BYTES, valid_json, valid_text
 
 _conv = cattrs.Converter()
@@ -62,12 +63,15 @@ class JournalWriteError(HBenchError):
     exit_code = 1
 
 
-def lane_fingerprint(spec: LaneSpec, settings: dict[str, Any]) -> str:
-    """sha256 of the lane's configuration plus the per-attempt settings (agent, timeout,
-    max_turns, max_tokens, temperature). ``runs`` is not part of it: resuming with a
-    larger ``--runs`` extends a lane."""
+def lane_fingerprint(spec: LaneSpec, settings: Settings | Mapping[str, Any]) -> str:
+    """sha256 of the lane's configuration plus the per-attempt settings: the lane's resolved
+    :class:`~hbench.run_settings.Settings` (its :meth:`~hbench.run_settings.Settings.limits`:
+    agent, timeout, max_turns, max_tokens, temperature), or those as a mapping. ``runs`` is
+    not part of it: resuming with a larger ``--runs`` extends a lane. The same lane and
+    limits give the digest journals have always held (tests/test_run_settings.py pins one)."""
+    limits = settings.limits() if isinstance(settings, Settings) else dict(settings)
     cfg = {k: v for k, v in attrs.asdict(spec).items() if k not in _NOT_FINGERPRINTED}
-    blob = json.dumps({"lane": cfg, "settings": settings}, sort_keys=True, default=str)
+    blob = json.dumps({"lane": cfg, "settings": limits}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -94,8 +94,8 @@ def lost_lane_scorecard(run: RunState, spec: LaneSpec, why: str, started: str, n
     """The scorecard of a lane that never ran here (its Ray node was lost, or never
     there): its journaled attempts scored, the rest missing; ``complete: false`` saying why."""
     settings = run.lane_settings(spec)
-    agent = run.reg.agents.get(settings["agent"])
-    runs = run.runs()
+    agent = run.reg.agents.get(settings.agent)
+    runs = int(settings.runs)  # type: ignore[arg-type] - resolved with the suite: never None
     skipped, states = plan(run.suite.prompts, run.s, agent, runs, run.journal.completed(spec.name))
     stopped = f"{why}; resume with {run.resume_command()}"
     return build_scorecard(run, LaneOutcome(
@@ -111,14 +111,14 @@ class _LaneRun:
         self.run, self.spec, self.progress = run, spec, progress
         self.log = run.log
         self.settings = run.lane_settings(spec)
-        self.agent: Agent = run.reg.agents.get(self.settings["agent"])
+        self.agent: Agent = run.reg.agents.get(self.settings.agent)
         self.halted: str | None = None  # why the lane stopped early (K errored attempts in a row)
         self.sampler: Sampler | None = None
         self.pool: ScratchPool | None = None
 
     def execute(self, node: str | None) -> Scorecard:
         run, spec, progress, log, agent = self.run, self.spec, self.progress, self.log, self.agent
-        runs = run.runs()
+        runs = int(self.settings.runs)  # type: ignore[arg-type] - resolved with the suite: never None
         not_started = run.stop.is_set()  # the run was stopped before this lane began
         if not not_started:
             run.journal.begin_lane(spec.name, lane_fingerprint(spec, self.settings))
@@ -336,8 +336,8 @@ class _LaneRun:
         pool.create(dest) if pool is not None else Sandbox.create(run.fixtures, dest)
         ctx = AttemptContext(
             lane=running.spec, prompt=prompt, suite=run.suite, n=n, scratch=dest,
-            timeout_s=settings["timeout_s"], max_turns=settings["max_turns"],
-            max_tokens=settings["max_tokens"], temperature=settings["temperature"], api_key=api_key,
+            timeout_s=settings.timeout_s, max_turns=settings.max_turns,
+            max_tokens=settings.max_tokens, temperature=settings.temperature, api_key=api_key,
             tools=dict(run.prompt_tools[prompt.id]), cancel=run.cancel, work_dir=work_dir,
         )
         label = f"{spec.name}:{prompt.id}#{n}"

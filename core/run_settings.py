@@ -1,12 +1,12 @@
 """What ``hbench run`` was asked to do: the CLI's options (:class:`RunOptions`), resolved
-with hbench.toml's ``[run]`` table into the run's settings (:func:`resolve_run_settings`),
-and ``--fail-under`` parsed (:func:`parse_fail_under`)."""
+with hbench.toml's ``[run]`` table, the suite and a lane into one :class:`Settings`
+(:func:`resolve`), and ``--fail-under`` parsed (:func:`parse_fail_under`)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 
@@ -16,6 +16,8 @@ from hbench.shard import parse_shard
 
 if TYPE_CHECKING:
     from hbench.config import RunDefaults
+    from hbench.models import LaneSpec, Suite
+    from hbench.plugin_manager import Registries
 
 #: --max-consecutive-errors default: a lane stops after this many errored attempts in a row
 MAX_CONSECUTIVE_ERRORS = 5
@@ -61,18 +63,20 @@ class RunOptions:
     ray: str | None = None  # --ray auto|ADDRESS: each lane a Ray task on the node labelled with its node (hbench.ray_lanes)
 
 
-@attrs.define
-class RunSettings:
-    suite: str
-    runs: int | None
-    core_only: bool
-    timeout_s: float | None
-    max_turns: int | None
+@attrs.frozen
+class Settings:
+    """The settings of one run, resolved (:func:`resolve`): the run's own and the limits
+    of one attempt. Made from the CLI's :class:`RunOptions`, hbench.toml's ``[run]``
+    (:class:`hbench.config.RunDefaults`), the suite's defaults and a lane's own table;
+    the journal's lane fingerprint hashes :meth:`limits` (:func:`hbench.journal.lane_fingerprint`)."""
+
+    # ---- the run
+    suite: str | None  # a suite's name or folder (None: no suite given and no plugin marked a default)
+    out: Path
+    report: str | None  # "json,md" (None = every reporter)
     concurrency: int
     adaptive: bool
-    out: Path
-    agent: str
-    report: str | None
+    core_only: bool
     sample_hz: float
     headroom_gb: float
     prefer: str = "memory"
@@ -82,6 +86,20 @@ class RunSettings:
     fail_under: dict[str, float] = attrs.field(factory=dict)  # --fail-under: metric -> threshold
     parallel_lanes: int = 1
     shard: tuple[int, int] | None = None  # (index, count)
+    slo_s: float | None = None  # goodput's SLO (None: the attempt timeout)
+    # ---- one attempt: None until resolved with the suite (and, for max_tokens/temperature, a lane)
+    agent: str | None = None  # None: no agent named and no plugin marked a default
+    runs: int | None = None
+    timeout_s: float | None = None
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+    def limits(self) -> dict[str, object]:
+        """What shapes one attempt (``runs`` does not: more runs extend a lane): the journal's
+        lane fingerprint hashes exactly these keys and types, as journals have always had them."""
+        return {"agent": self.agent, "timeout_s": self.timeout_s, "max_turns": self.max_turns,
+                "max_tokens": self.max_tokens, "temperature": self.temperature}
 
 
 def parse_fail_under(text: str | None) -> dict[str, float]:
@@ -115,24 +133,52 @@ def _names(csv: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip() for n in (csv or "").split(",") if n.strip()))
 
 
-def resolve_run_settings(opts: RunOptions, cfg_run: RunDefaults) -> RunSettings:
-    def pick(name: str, cfg_name: str | None = None) -> Any:
-        v = getattr(opts, name)
-        return v if v is not None else getattr(cfg_run, cfg_name or name)
+def resolve(cli: RunOptions, config: RunDefaults, suite: Suite | None = None, lane: LaneSpec | None = None,
+            *, registries: Registries | None = None) -> Settings:
+    """The run's settings: for each, the CLI flag, else hbench.toml's ``[run]``, else the
+    suite's default (``runs``, ``timeout_s``, ``max_turns``, ``max_tokens``, ``temperature``),
+    else the built-in one (the registries' default suite and agent: the plugin that
+    registered it said ``default=True``). A lane's own ``agent``, ``max_tokens`` and
+    ``temperature`` (its ``[lanes.NAME]`` table) win over all: they are part of the stack
+    the lane measures. Without ``suite`` the per-attempt limits the suite would give stay
+    None; without ``lane``, the run's own. Raises :class:`BadInput` naming each bad flag."""
+    fail_under = parse_fail_under(cli.fail_under)
+    shard = parse_shard(cli.shard, "--shard") if cli.shard is not None else None
+    _check_flags(cli, shard, bool(cli.adaptive if cli.adaptive is not None else config.adaptive))
 
-    s = RunSettings(
-        suite=pick("suite"), runs=pick("runs"), core_only=bool(pick("core_only")),
-        timeout_s=pick("timeout_s"), max_turns=pick("max_turns"), concurrency=int(pick("concurrency")),
-        adaptive=bool(pick("adaptive")), out=Path(pick("out")), agent=pick("agent"), report=pick("report"),
-        sample_hz=float(pick("sample_hz")), headroom_gb=float(pick("memory_headroom_gb")),
-        prefer=str(pick("prefer")), tags=_names(pick("tags")), categories=_names(pick("categories")),
-        max_consecutive_errors=int(pick("max_consecutive_errors")), fail_under=parse_fail_under(opts.fail_under),
+    def pick(name: str) -> Any:
+        v = getattr(cli, name)
+        return v if v is not None else getattr(config, name)
+
+    d = suite.defaults if suite is not None else None
+
+    def limit(value: Any, name: str, cast: Callable[[Any], Any]) -> Any:
+        if value is None and d is not None:
+            value = getattr(d, name)  # the suite's default
+        return cast(value) if value is not None else None
+
+    suite_name = pick("suite")
+    if suite_name is None and registries is not None:
+        suite_name = registries.suites.default()
+    agent = lane.agent if lane is not None and lane.agent else pick("agent")
+    if agent is None and registries is not None:
+        agent = registries.agents.default()
+    return Settings(
+        suite=suite_name, out=Path(pick("out")), report=pick("report"), concurrency=int(pick("concurrency")),
+        adaptive=bool(pick("adaptive")), core_only=bool(pick("core_only")), sample_hz=float(pick("sample_hz")),
+        headroom_gb=float(pick("memory_headroom_gb")), prefer=str(pick("prefer")), tags=_names(pick("tags")),
+        categories=_names(pick("categories")), max_consecutive_errors=int(pick("max_consecutive_errors")),
+        fail_under=fail_under, parallel_lanes=int(pick("parallel_lanes")), shard=shard, slo_s=cli.slo_s,
+        agent=agent, runs=limit(pick("runs"), "runs", int), timeout_s=limit(pick("timeout_s"), "timeout_s", float),
+        max_turns=limit(pick("max_turns"), "max_turns", int),
+        max_tokens=limit(lane.max_tokens if lane is not None else None, "max_tokens", int),
+        temperature=limit(lane.temperature if lane is not None else None, "temperature", float),
     )
-    s.parallel_lanes = int(opts.parallel_lanes if opts.parallel_lanes is not None
-                           else getattr(cfg_run, "parallel_lanes", 1))
-    s.shard = parse_shard(opts.shard, "--shard") if opts.shard is not None else None
-    # Flags only: hbench.toml's [run] values were checked where it was read, and are
-    # reported by their TOML key (config.run_problems), never as a flag they were not.
+
+
+def _check_flags(opts: RunOptions, shard: tuple[int, int] | None, adaptive: bool) -> None:
+    """Flags only: hbench.toml's [run] values were checked where it was read, and are
+    reported by their TOML key (config.run_problems), never as a flag they were not."""
     bad = []
     if opts.runs is not None and opts.runs < 1:
         bad.append(f"--runs {opts.runs}: must be 1 or more")
@@ -151,17 +197,16 @@ def resolve_run_settings(opts: RunOptions, cfg_run: RunDefaults) -> RunSettings:
                    "current folder, whose files hbench does not own")
     if opts.parallel_lanes is not None and opts.parallel_lanes < 1:
         bad.append(f"--parallel-lanes {opts.parallel_lanes}: must be 1 (one lane after another) or more")
-    if s.shard is not None and opts.ray:
+    if shard is not None and opts.ray:
         bad.append("--shard with --ray: Ray already spreads the lanes over the cluster; use one of them "
                    "(--shard for Slurm/Kubernetes arrays, then hbench merge)")
-    if s.shard is not None and s.adaptive:
+    if shard is not None and adaptive:
         bad.append("--shard with --adaptive: adaptive stopping needs every attempt of a prompt in one run; "
                    "drop --adaptive (or run unsharded)")
     if opts.max_consecutive_errors is not None and opts.max_consecutive_errors < 0:
         bad.append(f"--max-consecutive-errors {opts.max_consecutive_errors}: must be 0 (never stop a lane) or more")
     if bad:
         raise BadInput("; ".join(bad), bad)
-    return s
 
 
-__all__ = ["RunOptions", "RunSettings", "resolve_run_settings", "parse_fail_under", "MAX_CONSECUTIVE_ERRORS"]
+__all__ = ["RunOptions", "Settings", "resolve", "parse_fail_under", "MAX_CONSECUTIVE_ERRORS"]

@@ -29,7 +29,7 @@ from hbench.logging import get_logger, scrub
 from hbench.models import LaneSpec, Suite
 from hbench.outdir import claim
 from hbench.plugin_manager import get_plugins
-from hbench.run_settings import RunOptions, resolve_run_settings
+from hbench.run_settings import RunOptions, Settings, resolve
 from hbench.suite import load_suite, render_fixtures
 from hbench.suite_tools import build_suite_tools, offered_tools
 
@@ -49,7 +49,8 @@ class RunState:
         self.reg = self.plugins.registries
         self.config = config if config is not None else load_config(opts.config,
                                                                     lane_kinds=self.reg.lane_kinds.names())
-        self.s = resolve_run_settings(opts, self.config.run)
+        #: the run's settings; once the suite is loaded, with its defaults (per lane: lane_settings)
+        self.s: Settings = resolve(opts, self.config.run, registries=self.reg)
         self.log = get_logger()
         self.stop = threading.Event()  # Ctrl-C: no new attempts
         self.cancel = threading.Event()  # Ctrl-C: cancel attempts in flight
@@ -63,7 +64,11 @@ class RunState:
     # ----------------------------------------------------------------- setup
     def prepare(self) -> None:
         reg = self.reg
+        if self.s.suite is None:
+            raise BadInput(f"no suite to run: pass --suite NAME|FOLDER or set suite in {self._config_name()} [run] "
+                           f"(no plugin marked a default suite; installed: {', '.join(reg.suites.names()) or 'none'})")
         self.suite: Suite = load_suite(self.s.suite, reg)
+        self.s = resolve(self.opts, self.config.run, self.suite, registries=reg)
         self._check_selection()
         # a lane without `kind`: the default kind, by name
         self.lanes = [with_kind(s, reg.lane_kinds) for s in select_lanes(self.opts, reg, self.config, self.plugins)]
@@ -79,7 +84,7 @@ class RunState:
         for spec in self.lanes:
             if spec.kind not in reg.lane_kinds:
                 problems.append(f"lane {spec.name!r}: {reg.lane_kinds.unknown(spec.kind)}")
-            agent_name = spec.agent or self.s.agent
+            agent_name = self.lane_settings(spec).agent
             if agent_name not in reg.agents:
                 problems.append(f"lane {spec.name!r}: {reg.agents.unknown(agent_name)} ({self._agent_key(spec)})")
             else:
@@ -178,19 +183,10 @@ class RunState:
         return [reg.get(n) for n in names]
 
     # ----------------------------------------------------------------- per lane
-    def lane_settings(self, spec: LaneSpec) -> dict[str, Any]:
-        d = self.suite.defaults
-        return {
-            "agent": spec.agent or self.s.agent,
-            "timeout_s": float(self.s.timeout_s if self.s.timeout_s is not None else d.timeout_s),
-            "max_turns": int(self.s.max_turns if self.s.max_turns is not None else d.max_turns),
-            "max_tokens": int(spec.max_tokens if spec.max_tokens is not None else d.max_tokens),
-            "temperature": float(spec.temperature if spec.temperature is not None else d.temperature),
-        }
-
-    def runs(self) -> int:
-        """Attempts per prompt: ``--runs``/``[run].runs``, else the suite's."""
-        return int(self.s.runs if self.s.runs is not None else self.suite.defaults.runs)
+    def lane_settings(self, spec: LaneSpec) -> Settings:
+        """The settings of lane ``spec``'s attempts (:func:`hbench.run_settings.resolve`):
+        what its journal fingerprint hashes and its scorecard's provenance records."""
+        return resolve(self.opts, self.config.run, self.suite, spec, registries=self.reg)
 
     # ----------------------------------------------------------------- stopping
     def record_fatal(self, exc: BaseException) -> None:

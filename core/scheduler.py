@@ -17,7 +17,7 @@ from hbench.models import Attempt, Prompt
 
 if TYPE_CHECKING:
     from hbench.agents import Agent
-    from hbench.run_settings import RunSettings
+    from hbench.run_settings import Settings
 
 
 @attrs.define
@@ -83,7 +83,7 @@ class Scheduler:
                 st.pending.clear()
 
 
-def not_selected(p: Prompt, s: RunSettings) -> str | None:
+def not_selected(p: Prompt, s: Settings) -> str | None:
     """Why ``--tags``/``--categories`` leave prompt ``p`` out, or None."""
     if s.tags and not set(p.tags) & set(s.tags):
         return f"not selected (--tags {','.join(s.tags)})"
@@ -92,7 +92,7 @@ def not_selected(p: Prompt, s: RunSettings) -> str | None:
     return None
 
 
-def plan(prompts: list[Prompt], s: RunSettings, agent: Agent, runs: int,
+def plan(prompts: list[Prompt], s: Settings, agent: Agent, runs: int,
          done: dict[tuple[str, int], Attempt]) -> tuple[dict[str, str], list[PromptState]]:
     """Why each prompt left out is skipped, and the rest's states: ``runs`` attempts
     each, those in ``done`` already done, the others pending."""

@@ -86,9 +86,9 @@ def build_scorecard(run: RunState, o: LaneOutcome) -> Scorecard:
     lane = {"name": spec.name, "kind": spec.kind, "model": o.model, "base_url": scrub(o.base_url or ""),
             "served_model": o.served_model, "source": spec.source, **o.kind_info,
             "fingerprint": lane_fingerprint(spec, settings)}
-    scores = score_lane(lane, run.suite_info, prompt_scores, o.runs, adaptive=run.s.adaptive,
+    scores = score_lane(lane, run.suite_info, prompt_scores, o.runs, adaptive=settings.adaptive,
                         missing=o.missing, stopped=o.stopped, failed=o.failed)
-    slo = run.opts.slo_s if run.opts.slo_s is not None else settings.get("timeout_s")
+    slo = settings.slo_s if settings.slo_s is not None else settings.timeout_s
     agent = o.agent
     provenance: dict[str, Any] = {
         "hbench_version": __version__,
@@ -101,15 +101,15 @@ def build_scorecard(run: RunState, o: LaneOutcome) -> Scorecard:
                  "cpus": os.cpu_count(), "python": platform.python_version()},
         "plugins": [{"name": i.name, "version": i.version, "builtin": i.builtin}
                     for i in run.plugins.plugin_list() if i.status == "ok"],
-        "settings": {**settings, "runs": o.runs, "concurrency": run.s.concurrency,
-                     "adaptive": run.s.adaptive, "core_only": run.s.core_only},
+        "settings": {**settings.limits(), "runs": o.runs, "concurrency": settings.concurrency,
+                     "adaptive": settings.adaptive, "core_only": settings.core_only},
         "resumed": bool(run.opts.resume),
     }
     node = o.node if o.node is not None else spec.node
     if node is not None:
         provenance["node"] = node
-    if run.s.shard is not None:
-        provenance["shard"] = {"index": run.s.shard[0], "count": run.s.shard[1]}
+    if settings.shard is not None:
+        provenance["shard"] = {"index": settings.shard[0], "count": settings.shard[1]}
     return attrs.evolve(
         scores,
         throughput=o.throughput,
