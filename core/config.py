@@ -37,7 +37,7 @@ DEFAULT_CONFIG = "hbench.toml"
 class RunDefaults:
     """The ``[run]`` table: defaults for ``hbench run`` options (CLI flags win)."""
 
-    suite: str = "hermes-brain"
+    suite: str | None = None  # None: the suite a plugin registered as the default (registries.suites.default())
     lanes: str | None = None  # "all" or "a,b"
     runs: int | None = None  # None = the suite's default
     timeout_s: float | None = None
@@ -46,7 +46,7 @@ class RunDefaults:
     adaptive: bool = False
     core_only: bool = False
     out: str = "results"
-    agent: str = "builtin"
+    agent: str | None = None  # None: the agent a plugin registered as the default (registries.agents.default())
     report: str | None = None  # "json,md,html" (None = every reporter)
     sample_hz: float = 2.0
     memory_headroom_gb: float = 2.0

@@ -36,8 +36,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/ray_lanes.py", "json"): "a serialisation format",
     # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the `hbench plugins --json` key 'builtin' (a plugin is built in), not the agent",
-    ("core/config.py", "builtin"): "the default agent",
-    ("core/config.py", "hermes-brain"): "the default suite",
     # pending: from plugin attributes instead of names
 }
 

@@ -103,3 +103,14 @@ def test_a_journal_of_the_old_runner_resumes(scripted_server: Any, tmp_path: Pat
     assert rec["fingerprint"] == want
     result = run(opts(srv, out, runs=2, timeout_s=120, max_turns=12, resume=True))
     assert result.exit_code == 0 and result.scorecards[0].runs == 2
+
+
+def test_no_suite_named_and_no_default_is_bad_input_naming_the_fix(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from hbench.plugin_manager import Registry
+    from hbench.runner import Runner
+
+    monkeypatch.setattr(Registry, "default", lambda self: None)  # no plugin marked a default
+    with pytest.raises(BadInput, match=r"no suite to run: pass --suite NAME\|FOLDER"):
+        Runner(RunOptions(lane_url="http://127.0.0.1:9/v1", model="m", out=str(tmp_path / "out"))).run()
+    assert not (tmp_path / "out").exists()
