@@ -340,6 +340,12 @@ def predict_s(point: tuple[str, int], *, ttft_s: float, decode_tok_s: float | No
     return x * ttft_s + x * max_tokens / (aggregate_tok_s or decode_tok_s)
 
 
+def _level_one(d0: dict[str, Any]) -> dict[str, Any]:
+    """Concurrency 1 from the depth-0 point: the same request (one stream, no filler)."""
+    return {"concurrency": 1, "streams_ok": len(d0["samples"]), "per_stream_tok_s": d0["decode_tok_s"],
+            "aggregate_tok_s": d0["decode_tok_s"], "ttft_ms_p50": d0["ttft_ms"], "errors": [], "from": "depth 0"}
+
+
 def _predict(point: tuple[str, int], d_points: list[dict[str, Any]], c_points: list[dict[str, Any]],
              base_ttft_ms: float | None, base_tok_s: float | None, runs: int, max_tokens: int) -> float:
     """:func:`predict_s` from the single-stream figures and the points measured so far."""
@@ -394,6 +400,10 @@ def sweep(running: RunningLane, depths: list[int] | None, levels: list[int] | No
                     queues[what] = []
                     continue
                 queues[what].pop(0)
+                d0 = next((p for p in d_points if p["depth"] == 0 and p.get("decode_tok_s")), None)
+                if point == ("concurrency", 1) and d0 and max_tokens == level_max_tokens:
+                    c_points.append(_level_one(d0))  # one stream at depth 0 is that request: not sent twice
+                    continue
                 try:
                     if what == "depth":
                         d_points.append(depth_point(http, running, point[1], runs=runs, max_tokens=max_tokens,

@@ -125,6 +125,14 @@ def test_a_budget_runs_the_cheap_points_and_lists_the_rest_with_why():
     assert out["depth"]["cache_hits"] == 0 and all(r.cached_tokens == 0 for r in srv.chat_requests)
 
 
+def test_one_stream_at_depth_0_is_measured_once_for_both_sweeps(srv):
+    out = sweep.sweep(running_for(srv), [0], [1, 2], runs=1, max_tokens=16, level_max_tokens=16)
+    assert len(srv.chat_requests) == 1 + 2  # depth 0 (also level 1), then level 2's two streams
+    one = out["concurrency"]["points"][0]
+    d0 = out["depth"]["points"][0]
+    assert one["from"] == "depth 0" and one["per_stream_tok_s"] == d0["decode_tok_s"] and one["streams_ok"] == 1
+
+
 def test_a_request_still_running_at_the_end_of_the_budget_is_cut():
     with ScriptedServer(token_latency_s=0.5) as srv:  # 2 tok/s: 16 tokens take 8 s
         t0 = time.monotonic()
@@ -202,7 +210,7 @@ def test_a_runs_scorecard_carries_the_sweeps_every_request_cache_busted(tmp_path
     assert [p["concurrency"] for p in sw["concurrency"]["points"]] == list(sweep.DEFAULT_LEVELS)
     assert sw["budget_s"] == sweep.DEFAULT_BUDGET_S and sw["elapsed_s"] < sweep.DEFAULT_BUDGET_S
     assert sw["depth"]["cache_hits"] == 0 and sw["depth"]["prefill_tok_s_fit"] is not None
-    assert len(sweep_requests) == len(sweep.DEFAULT_DEPTHS) + sum(sweep.DEFAULT_LEVELS)
+    assert len(sweep_requests) == len(sweep.DEFAULT_DEPTHS) + sum(sweep.DEFAULT_LEVELS) - 1  # level 1 = depth 0
     assert all(r.cached_tokens == 0 for r in sweep_requests)
     heads = [r.body["messages"][0]["content"].split()[0] for r in sweep_requests]
     assert len(set(heads)) == len(heads)  # each opens with its own nonce
