@@ -359,7 +359,8 @@ class Throughput:
     server_tok_s: float | None = None
     disagreement: bool = False  # client vs server differ by >10%
     error: str | None = None
-    #: throughput v2 (hbench.sweep): {"depth": {...}, "concurrency": {...}, "prefix_cache_hit_rate": x}
+    #: throughput v2 (hbench.sweep, bounded at the end of every lane): {"depth": {...},
+    #: "concurrency": {...}, "prefix_cache_hit_rate": x, "budget_s", "elapsed_s"}; {} = off
     sweeps: dict[str, Any] = attrs.field(factory=dict)
 
 
