@@ -33,7 +33,7 @@ def test_the_example_names_two_stacks_of_one_model():
 @pytest.mark.skipif(embedded.GGUF_MODULE in MISSING, reason=f"{embedded.GGUF_PACKAGE} is not installed")
 def test_at_embedded_serves_the_embedded_lanes_gguf_under_its_id(tmp_path):
     cfg = load_config(EXAMPLE, get_registries().lane_kinds.names())
-    spec = llamacpp.KIND.prepare(cfg.lanes["gemma-llama-server"], tmp_path)
+    spec = llamacpp.LlamaCppKind().prepare(cfg.lanes["gemma-llama-server"], tmp_path)
     gguf = str(embedded.ensure_gguf())
     assert spec.start[spec.start.index("-m") + 1] == gguf
     assert spec.model == embedded.MODEL_ALIAS and spec.start[spec.start.index("-a") + 1] == embedded.MODEL_ALIAS

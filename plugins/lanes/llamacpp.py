@@ -171,6 +171,3 @@ class LlamaCppKind(LaneKind):
                 if isinstance(v, int) and v > 0:
                     return v
         return super().context_length(lane, http)
-
-
-KIND = LlamaCppKind()

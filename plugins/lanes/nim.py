@@ -75,6 +75,3 @@ class NIMKind(LaneKind):
             live = False
         state = "live, model still loading" if live else "not live"
         return False, f"{state} (/v1/health/ready -> {r.status_code})"
-
-
-KIND = NIMKind()

@@ -66,6 +66,3 @@ class OllamaKind(LaneKind):
             if len(parts) == 2 and parts[0] == "num_ctx" and parts[1].isdigit():
                 return int(parts[1])
         return None
-
-
-KIND = OllamaKind()

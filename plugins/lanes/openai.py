@@ -17,6 +17,3 @@ class OpenAIKind(LaneKind):
         "--enable-auto-tool-choice --tool-call-parser hermes (or your model's parser); "
         "SGLang needs --tool-call-parser"
     )
-
-
-KIND = OpenAIKind()

@@ -99,6 +99,3 @@ class SGLangKind(LaneKind):
         """SGLang's own ``sglang:cache_hit_rate`` gauge (0-1), when it is published."""
         v = metrics.get("sglang:cache_hit_rate")
         return float(v) if isinstance(v, (int, float)) else None
-
-
-KIND = SGLangKind()

@@ -73,6 +73,3 @@ class VLLMKind(LaneKind):
         if r.status_code == 503:
             return False, "/health -> 503 (engine not healthy)"
         return False, f"/health -> {r.status_code}"
-
-
-KIND = VLLMKind()
