@@ -534,6 +534,48 @@ GB10_SMI = {"index": "0\\n", "utilization.gpu": "37\\n", "temperature.gpu": "61\
             "memory.used": "[N/A]\\n", "memory.total": "[N/A]\\n"}
 
 
+def test_nvidia_smi_reads_the_throttle_reasons_bitmask_of_every_gpu(tmp_path, monkeypatch):
+    log = _fake_smi(tmp_path, monkeypatch, {"index": "0\\n1\\n", "memory.total": "81920\\n81920\\n",
+                                            "utilization.gpu": "50\\n60\\n",
+                                            "clocks_event_reasons.active": "0x0000000000000004\\n0x0000000000000001\\n"})
+    s = Sampler([NvidiaSmiProbe], hz=50).open("smi")
+    rows = [s.sample_once() for _ in range(2)]
+    tel = s.stop()
+    assert all(r["throttle_reasons"] == ["sw_power_cap"] and r["throttle_source"] == "nvidia-smi" for r in rows)
+    assert tel.throttle == {"share": 1.0, "reasons": {"sw_power_cap": 1.0}, "source": "nvidia-smi", "n_samples": 2}
+    assert log.read_text().split().count("clocks_event_reasons.active") == 2
+
+
+def test_nvidia_smi_on_an_older_driver_reads_the_old_field_name(tmp_path, monkeypatch):
+    log = _fake_smi(tmp_path, monkeypatch, {"index": "0\\n", "memory.total": "81920\\n",
+                                            "clocks_throttle_reasons.active": "0x0000000000000040\\n"})
+    p = NvidiaSmiProbe()
+    assert p.available()[0]
+    assert p.sample()["throttle_reasons"] == ["hw_thermal_slowdown"]
+    assert p.sample()["throttle_reasons"] == ["hw_thermal_slowdown"] and p.unmeasured() == {}
+    asked = log.read_text().split()
+    assert asked.count("clocks_event_reasons.active") == 1 and asked.count("clocks_throttle_reasons.active") == 2
+
+
+def test_nvidia_smi_throttle_na_on_gb10_is_unknown_with_the_reason(tmp_path, monkeypatch):
+    log = _fake_smi(tmp_path, monkeypatch, {**GB10_SMI, "clocks_event_reasons.active": "[N/A]\\n"})
+    s = Sampler([NvidiaSmiProbe, MeminfoProbe], hz=50).open("spark")
+    rows = [s.sample_once() for _ in range(3)]
+    tel = s.stop()
+    assert all("throttle_reasons" not in r for r in rows) and tel.throttle == {}
+    assert tel.probes["nvidia-smi.throttle"] == "nvidia-smi clocks_event_reasons.active: [N/A]"
+    assert log.read_text().split().count("clocks_event_reasons.active") == 1  # asked once
+
+
+def test_nvidia_smi_that_knows_neither_field_says_so(tmp_path, monkeypatch):
+    _fake_smi(tmp_path, monkeypatch, {"index": "0\\n", "memory.total": "81920\\n", "utilization.gpu": "5\\n"})
+    p = NvidiaSmiProbe()
+    p.available()
+    assert "throttle_reasons" not in p.sample() and "throttle_reasons" not in p.sample()
+    assert p.unmeasured() == {"throttle": "this nvidia-smi knows neither clocks_event_reasons.active nor "
+                                          "clocks_throttle_reasons.active"}
+
+
 def test_nvidia_smi_na_memory_does_not_spoil_the_other_fields(tmp_path, monkeypatch):
     log = _fake_smi(tmp_path, monkeypatch, GB10_SMI)
     p = NvidiaSmiProbe()

@@ -4,6 +4,11 @@ One field per query (``--query-gpu=FIELD``): on GB10 ``memory.used`` prints ``[N
 and a one-row CSV of every field would need every field to parse. A field that is
 ``[N/A]`` / ``[Not Supported]`` on every GPU is not polled again. Skipped while the
 ``nvml`` probe is available (``fallback_for``).
+
+Thermal/power throttling comes from the hex clock-event bitmask
+(``clocks_event_reasons.active``, ``clocks_throttle_reasons.active`` on older drivers),
+named as the nvml probe names the bits; a GPU that prints ``[N/A]`` for it, or a driver that
+knows neither field, is said once in :meth:`NvidiaSmiProbe.unmeasured`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import shutil
 import subprocess
 from typing import Any, ClassVar
 
+from hbench.plugins.probes.nvml import throttle_reasons
 from hbench.probes import GIB, Probe, ProbeGone
 
 #: query field -> what it becomes (memory fields are MiB)
@@ -22,8 +28,24 @@ FIELDS: dict[str, str] = {
     "memory.used": "gpu_mem_used_gb",
     "memory.total": "gpu_mem_total_gb",
 }
+#: the clock-event reasons bitmask (hex), newest field name first
+REASON_FIELDS = ("clocks_event_reasons.active", "clocks_throttle_reasons.active")
 UNIFIED_TOLERANCE = 0.05
 QUERY_TIMEOUT_S = 5.0
+
+
+def parse_bitmasks(stdout: str) -> list[int | None]:
+    """One bitmask per GPU line (``0x0000000000000004``); anything else is None."""
+    out: list[int | None] = []
+    for line in stdout.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            out.append(int(text.split()[0], 16))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def parse_field(stdout: str) -> list[float | None]:
@@ -53,6 +75,9 @@ class NvidiaSmiProbe(Probe):
         self._binary: str | None = None
         self._off: set[str] = set()
         self._unified = False
+        self._reason_field: str | None = None  # found at the first sample (one query per name tried)
+        self._reasons_tried = False
+        self._unmeasured: dict[str, str] = {}
 
     def _query(self, field: str) -> tuple[int, str]:
         assert self._binary is not None
@@ -115,4 +140,33 @@ class NvidiaSmiProbe(Probe):
         polled = [f for f in FIELDS if f not in self._off]
         if polled and len(errors) == len(polled):
             raise RuntimeError(f"every nvidia-smi query failed ({errors[0]})")
+        reasons = self._throttle()
+        if reasons is not None:
+            out["throttle_reasons"], out["throttle_source"] = reasons, self.name
         return out
+
+    def _throttle(self) -> list[str] | None:
+        """The thermal/power reasons active on any GPU now (None = unknown)."""
+        fields = [self._reason_field] if self._reason_field else ([] if self._reasons_tried else list(REASON_FIELDS))
+        self._reasons_tried = True
+        for field in fields:
+            try:
+                rc, text = self._query(field)
+            except subprocess.TimeoutExpired:
+                self._reasons_tried = bool(self._reason_field)  # not found yet: try the names again
+                return None
+            if rc != 0:
+                continue  # an older driver does not know the newer name
+            bits = [b for b in parse_bitmasks(text) if b is not None]
+            if not bits:
+                self._reason_field = None
+                self._unmeasured["throttle"] = f"nvidia-smi {field}: {(text.strip().splitlines() or [''])[0]}"
+                return None
+            self._reason_field = field
+            return sorted({r for b in bits for r in throttle_reasons(b)})
+        if not self._reason_field and "throttle" not in self._unmeasured:
+            self._unmeasured["throttle"] = f"this nvidia-smi knows neither {' nor '.join(REASON_FIELDS)}"
+        return None
+
+    def unmeasured(self) -> dict[str, str]:
+        return dict(self._unmeasured)
