@@ -25,7 +25,6 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -98,7 +97,7 @@ def mark(out: Path) -> Path:
 class OutDir:
     """A claimed results folder: ``path`` (OUT), ``work`` (``OUT/.hbench``), the lock."""
 
-    def __init__(self, path: Path, work: Path, lock: Any):
+    def __init__(self, path: Path, work: Path, lock: FileLock):
         self.path = path
         self.work = work
         self._lock = lock
@@ -157,7 +156,7 @@ def claim(out: str | os.PathLike[str], *, key: str = "--out", suite_path: str | 
     return OutDir(path, work, lock)
 
 
-def _lock(work: Path, key: str, raw: str) -> Any:
+def _lock(work: Path, key: str, raw: str) -> FileLock:
     lock = FileLock(str(work / LOCK), timeout=0)
     try:
         lock.acquire(timeout=0)

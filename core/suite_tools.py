@@ -287,7 +287,7 @@ class DataTool(Tool):
         return json.dumps(resp.result, ensure_ascii=False)
 
 
-def _attempt_state(sandbox: Any) -> dict[str, Any]:
+def _attempt_state(sandbox: Sandbox | None) -> dict[str, Any]:
     """The per-attempt state of data tools, kept on the attempt's sandbox (one per
     attempt), so counts never leak between attempts running in parallel."""
     if sandbox is None:
@@ -299,7 +299,7 @@ def _attempt_state(sandbox: Any) -> dict[str, Any]:
     return state
 
 
-def destructive_calls(sandbox: Any) -> list[dict[str, Any]]:
+def destructive_calls(sandbox: Sandbox | None) -> list[dict[str, Any]]:
     """The destructive calls recorded (and not acted on) in this sandbox's attempt."""
     return list(_attempt_state(sandbox).get("destructive", []))
 
@@ -360,7 +360,7 @@ def offered_tools(
     return chosen
 
 
-def load_catalogue(path: Any, *, check_schemas: bool = False) -> list[SuiteToolSpec]:
+def load_catalogue(path: str | Path, *, check_schemas: bool = False) -> list[SuiteToolSpec]:
     """A decoy catalogue file (``tools.jsonl`` lines: name, description, parameters,
     optional default) as decoy specs. Raises ValueError listing every problem as
     ``file:line: key: message``. Schemas are checked when ``check_schemas`` (that imports
