@@ -16,8 +16,6 @@ does the work is imported when the command runs, so ``hbench --help`` and ``hben
 plugins`` stay fast (tests/test_plugins.py guards the heavy modules).
 """
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Any, Optional

@@ -5,7 +5,10 @@
 Core's CLI (``hbench.cli``) keeps the global options, ``run`` and ``plugins``, and hands
 every command what it shares: the registries, hbench.toml, the lanes, ``err``. Each
 command module imports only typer at its top; the module that does the work is imported
-when the command runs, so ``hbench --help`` and ``hbench plugins`` stay fast.
+when the command runs, so ``hbench --help`` and ``hbench plugins`` stay fast. The command
+modules (and core/cli.py) leave out ``from __future__ import annotations``: typer reads every
+option's annotation at start-up, and each one written as a string costs a compile (about 190
+of them for ``hbench --help``).
 """
 
 from __future__ import annotations

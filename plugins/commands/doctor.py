@@ -1,8 +1,6 @@
 """``hbench doctor LANE``: is LANE ready, which model, what context, do tool calls come back
 structured; each finding with its fix (the findings: :mod:`hbench.plugins.commands.diagnosis`)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Optional

@@ -1,8 +1,6 @@
 """``hbench lanes | checks | lane-kinds | reporters | suites | agents``: what the plugins
 registered, and where each came from (``--json`` for machines)."""
 
-from __future__ import annotations
-
 import json
 from typing import Any, Callable
 

@@ -1,8 +1,6 @@
 """``hbench probe``: telemetry now, every probe's status (and why one is unavailable) and
 its readings; ``--watch`` keeps reading."""
 
-from __future__ import annotations
-
 import json
 import time
 from typing import Any, Optional

@@ -1,8 +1,6 @@
 """``hbench report DIR_OR_FILES...``: rebuild summary.md and report.html from scorecards
 alone (``hbench.report.rebuild_reports``), e.g. of lanes run on several machines."""
 
-from __future__ import annotations
-
 from typing import Optional
 
 import typer

@@ -1,8 +1,6 @@
 """``hbench throughput LANE``: decode tok/s and TTFT of a lane alone (``hbench.throughput``),
 and with ``--depth`` / ``--concurrency-sweep`` the sweeps (``hbench.sweep``)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Optional

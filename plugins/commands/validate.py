@@ -1,8 +1,6 @@
 """``hbench validate SUITE``: every problem of a suite as ``file:line: key: message (fix)``,
 or a one-line summary (exit 2 on problems)."""
 
-from __future__ import annotations
-
 import json
 from typing import Any
 
