@@ -24,8 +24,8 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from hbench.errors import ConfigError
 from hbench.limits import MAX_CONFIG_BYTES, LimitError, loads_toml, read_limited
 from hbench.models import LaneSpec
+from hbench.ranking import PREFERENCES
 from hbench.report import scorecard_filename
-from hbench.scoring import PREFERENCES
 
 if TYPE_CHECKING:
     from hbench.plugin_manager import Registries

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import attrs
 
 from hbench.errors import BadInput
-from hbench.scoring import FAIL_UNDER_METRICS, PREFERENCES
+from hbench.ranking import FAIL_UNDER_METRICS, PREFERENCES
 from hbench.shard import parse_shard
 
 if TYPE_CHECKING:

@@ -1,23 +1,28 @@
 """``hbench run``: lanes x prompts x attempts, journaled as they end.
 
-:func:`run` is the whole command. For each selected lane, one after another:
+:func:`run` is the whole command: the settings resolved (:mod:`hbench.run_settings`), the
+run prepared (:class:`hbench.run_state.RunState`: suite, lanes from
+:mod:`hbench.lane_select`, ``--out``, journal), then each selected lane run by
+:func:`hbench.lane_run.run_lane`, one after another (or side by side:
+:mod:`hbench.parallel`, :mod:`hbench.ray_lanes`). For each lane:
 
 1. the lane's fingerprint goes into the journal (``--resume`` refuses a changed lane);
 2. attempts already journaled are skipped (``--resume``); the rest are planned in suite
    order, ``runs`` per prompt; conditional prompts the agent cannot serve and non-core
    prompts under ``--core-only`` are reported as skipped;
 3. the lane is opened (:func:`hbench.lanes.open_lane`: managed lanes start here), the
-   telemetry :class:`~hbench.probes.Sampler` runs around the suite, and ``--concurrency``
-   worker threads take attempts in order (``--adaptive`` stops a prompt once its
-   strict-majority verdict can no longer change);
+   telemetry :class:`~hbench.sampler.Sampler` runs around the suite, and ``--concurrency``
+   worker threads take attempts in order (:mod:`hbench.scheduler`: ``--adaptive`` stops a
+   prompt once its strict-majority verdict can no longer change);
 4. each attempt runs in a fresh scratch copy of the rendered fixtures
    (``OUT/.hbench/scratch/<lane>/<prompt>/<n>``, removed afterwards; ``OUT/.hbench`` is
    hbench's marked working folder, the only place it deletes: :mod:`hbench.outdir`), is checked
    (``prompt.check.check``, :func:`hbench.scoring.attempt_outcome`), appended to the
    journal (fsynced) and broadcast (``hbench_attempt_finished``);
 5. after the suite, :func:`hbench.throughput.measure` runs on the still-warm lane; the
-   scorecard is built (:func:`hbench.scoring.score_lane` + throughput, telemetry,
-   provenance), ``hbench_lane_finished`` is broadcast and the json reporter writes the
+   scorecard is built once, complete (:func:`hbench.scorecard_build.build_scorecard`:
+   :func:`hbench.scoring.score_lane` + throughput, telemetry, provenance; never changed
+   afterwards), ``hbench_lane_finished`` is broadcast and the json reporter writes the
    lane's ``<lane>.json`` at once; the scorecard is then kept only as compressed JSON
    (:class:`LaneScorecards`), so memory does not grow with lanes.
 
@@ -57,12 +62,12 @@ from hbench.logging import scrub
 from hbench.models import Scorecard
 from hbench.parallel import run_lanes_parallel
 from hbench.progress import Progress
+from hbench.ranking import Ranked, fail_under_failures, rank
 from hbench.ray_lanes import run_lanes_on_ray
 from hbench.report import comparable_key
 from hbench.run_settings import MAX_CONSECUTIVE_ERRORS, RunOptions, parse_fail_under
 from hbench.run_state import RunState
 from hbench.scorecard_build import LaneScorecards
-from hbench.scoring import Ranked, fail_under_failures, rank
 
 if TYPE_CHECKING:
     from hbench.plugin_manager import HBenchPlugins
