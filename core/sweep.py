@@ -17,7 +17,9 @@ and under its own concurrency. ``hbench throughput LANE --depth 0,4096,16384
 anything else, so no two prompts share a prefix and no server prefix cache can answer
 from a previous request. The tokens the server says it took from its cache (llama.cpp
 ``timings.cache_n``, OpenAI/vLLM ``usage.prompt_tokens_details.cached_tokens``) are kept
-per request (``cached_tokens``) so a hit would show. The server's own prefix-cache hit
+per request (``cached_tokens``) so a hit would show (``cache_hits``: requests with more than
+:data:`CACHE_HEAD_TOKENS` cached, the template's head before the nonce aside; the real
+llama-server reports its BOS token as cached for every prompt). The server's own prefix-cache hit
 rate (SGLang ``sglang:cache_hit_rate``; vLLM ``prefix_cache_hits/queries`` deltas) is
 reported when its metrics give it.
 
@@ -60,6 +62,9 @@ BOUNDED_MAX_TOKENS = 16
 PREFILL_OVER_DECODE = 4.0
 #: prompt tokens kept free beyond depth + max_tokens (chat template, nonce, instruction)
 CONTEXT_MARGIN = 64
+#: cached tokens a cache-busted request may still report: the chat template's head before the
+#: nonce (llama-server reports its BOS token, 1, as cached for every prompt); more is a hit
+CACHE_HEAD_TOKENS = 16
 
 #: concurrent streams sharing one httpx client (its pool holds 100 connections)
 STREAMS_PER_CLIENT = 64
@@ -211,7 +216,9 @@ def depth_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
     fit = fit_rate([((p["prompt_tokens"] if by_tokens else p["depth"]), p["ttft_ms"] / 1000) for p in timed])
     out: dict[str, Any] = {
         "points": points, "prefill_tok_s_fit": None if fit is None else round(fit, 1),
-        "cache_hits": sum(1 for p in points for s in p["samples"] if (s.get("cached_tokens") or 0) > 0)}
+        "cache_hits": sum(1 for p in points for s in p["samples"] if (s.get("cached_tokens") or 0) > CACHE_HEAD_TOKENS),
+        "cached_tokens_max": max((s["cached_tokens"] for p in points for s in p["samples"]
+                                  if isinstance(s.get("cached_tokens"), int)), default=None)}
     if fit is not None and not by_tokens:
         out["fit_over"] = "filler words: the server counted no prompt tokens (about one token per word)"
     return out

@@ -184,6 +184,14 @@ def test_the_fit_falls_back_to_filler_words_when_the_server_counts_no_prompt_tok
     assert out["prefill_tok_s_fit"] == pytest.approx(2000.0) and "filler words" in out["fit_over"]
 
 
+def test_a_cached_template_head_is_not_a_cache_hit():
+    """The real llama-server reports 1 cached token (BOS) for every cache-busted prompt."""
+    pts = [{"depth": 0, "samples": [{"cached_tokens": 1}, {"cached_tokens": None}]},
+           {"depth": 256, "samples": [{"cached_tokens": 16}, {"cached_tokens": 300}]}]
+    out = sweep.depth_summary(pts)
+    assert out["cache_hits"] == 1 and out["cached_tokens_max"] == 300
+
+
 def test_predicted_costs_grow_with_depth_and_streams():
     kw = dict(ttft_s=0.5, decode_tok_s=10.0, prefill_tok_s=None, aggregate_tok_s=None, runs=1, max_tokens=16)
     assert sweep.predict_s(("depth", 0), **kw) == pytest.approx(0.5 + 1.6)
