@@ -189,6 +189,9 @@ def test_hbench_run_short_tier_on_a_managed_llama_server(gguf, tmp_path):
     assert ran and ran <= short, ran - short  # only the short tier ran
     tp = card["throughput"]
     assert tp["tok_s"] and tp["tok_s"] > 1 and tp["server_tok_s"], tp
+    sw = tp["sweeps"]  # the bounded end-of-lane sweeps, cache-busted against the real prompt cache
+    assert sw["depth"]["points"][0]["depth"] == 0 and sw["depth"]["cache_hits"] == 0, sw
+    assert sw["elapsed_s"] <= sw["budget_s"] + 5 and sw["concurrency"]["points"], sw
     records = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()]
     assert sum(1 for x in records if (x.get("attempt") or x).get("prompt_id")) == card["attempts_planned"]
     port = card["lane"]["base_url"].rsplit(":", 1)[1].split("/")[0]
