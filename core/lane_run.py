@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import cattrs
@@ -432,7 +432,10 @@ def _died(running: RunningLane) -> str:
     return scrub(f"lane {running.spec.name!r} died mid-suite" + (f"; last log lines:\n{tail}" if tail else ""))
 
 
-def _structure(cls: type, data: Any, default: Any) -> Any:
+T = TypeVar("T")
+
+
+def _structure(cls: type[T], data: object, default: T) -> T:
     if not isinstance(data, dict):
         return default
     try:

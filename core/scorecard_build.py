@@ -18,7 +18,7 @@ import os
 import platform
 import time
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Sequence, overload
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, overload
 
 import attrs
 
@@ -41,7 +41,10 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def safe(fn: Callable[[], Any], default: Any) -> Any:
+T = TypeVar("T")
+
+
+def safe(fn: Callable[[], T], default: T) -> T:
     """``fn()``, or ``default`` when it raises (describe(), telemetry: never stop a run)."""
     try:
         return fn()
