@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import typer
 
     from hbench.agents import Agent
-    from hbench.lanes import LaneKind
-    from hbench.models import Attempt, LaneSpec, Prompt, Scorecard
+    from hbench.lanes import LaneKind, RunningLane
+    from hbench.models import Attempt, LaneSpec, Prompt, Scorecard, Throughput
     from hbench.probes import Probe
     from hbench.reporters import Reporter
     from hbench.tools import Tool
@@ -220,3 +220,26 @@ def hbench_lane_finished(scorecard: Scorecard, lane: LaneSpec) -> None:
 @hookspec
 def hbench_run_finished(scorecards: list[Scorecard], out_dir: Path, context: dict[str, Any]) -> None:
     """A run finished; every lane's scorecard is final and reports are written."""
+
+
+# --------------------------------------------------------------------------- one plugin answers
+# firstresult: plugins are asked one at a time, in pluggy's call order (tryfirst first, then the
+# last registered first, so a third-party plugin before the built-ins; trylast last). The first
+# answer that is not None wins and the rest are not asked.
+
+
+@hookspec(firstresult=True)
+def hbench_measure_throughput(running: RunningLane) -> Throughput | None:
+    """Measure a lane's throughput: what the scorecard's ``throughput`` holds (decode
+    tok/s, TTFT, the samples, the server's own figure, the bounded sweeps).
+
+    Called once per lane, on the still-warm lane after its last attempt and before it is
+    stopped (not when the run was stopped or the lane died). Return a
+    :class:`hbench.models.Throughput`, or None to leave the lane to the next plugin (a
+    plugin that knows only its own lane kind). The built-in throughput plugin answers for
+    every lane; when no plugin answers, the lane's throughput is
+    ``Throughput(error="no throughput plugin")`` and the run goes on. Must not raise for a
+    server problem (refused, dropped, timed out): return ``Throughput(error=...)`` saying
+    what happened. A plugin that raises anyway is logged (its traceback at debug level)
+    and the next plugin is asked.
+    """

@@ -7,8 +7,9 @@ skipped (``--resume``) and the rest planned (:func:`hbench.scheduler.plan`, slic
 here), the telemetry :class:`~hbench.sampler.Sampler` runs around the suite, and
 ``--concurrency`` worker threads take attempts in order. Each attempt runs in a fresh
 scratch copy of the rendered fixtures, is checked, journaled (fsynced) and broadcast
-(``hbench_attempt_finished``). After the suite, :func:`hbench.throughput.measure` runs on
-the still-warm lane, and the scorecard is built once (:func:`hbench.scorecard_build.build_scorecard`).
+(``hbench_attempt_finished``). After the suite, ``hbench_measure_throughput`` (the built-in
+throughput plugin) measures the still-warm lane, and the scorecard is built once
+(:func:`hbench.scorecard_build.build_scorecard`).
 
 The runner (:mod:`hbench.runner`), ``--parallel-lanes`` (:mod:`hbench.parallel`) and Ray
 (:mod:`hbench.ray_lanes`) all run lanes through this module; it knows none of them.
@@ -42,7 +43,6 @@ from hbench.scorecard_build import LaneOutcome, LaneScorecards, build_scorecard,
 from hbench.scoring import attempt_outcome, error_summary
 from hbench.shard import select, write_manifest
 from hbench.text import valid_text
-from hbench.throughput import measure
 
 if TYPE_CHECKING:
     from hbench.agents import Agent
@@ -244,8 +244,15 @@ class _LaneRun:
             return None
 
     def _throughput(self, running: RunningLane) -> Throughput:
+        """``hbench_measure_throughput``: the first plugin that answers (a plugin that raises is
+        logged and the next asked); none: the lane's throughput says so and the run goes on."""
         try:
-            return measure(running)
+            plugin, result = self.run.plugins.first_result("hbench_measure_throughput", running=running)
+            if result is None:
+                return Throughput(error="no throughput plugin")
+            if not isinstance(result, Throughput):
+                return Throughput(error=f"plugin {plugin!r} answered {type(result).__name__}, not a Throughput")
+            return result
         except Exception as exc:  # noqa: BLE001
             self.log.warning("throughput.failed", lane=running.spec.name, error=f"{type(exc).__name__}: {exc}")
             return Throughput(error=scrub(f"{type(exc).__name__}: {exc}"))

@@ -24,7 +24,7 @@ import attrs
 import pluggy
 
 from hbench import __version__, hookspecs
-from hbench.errors import PluginError
+from hbench.errors import HBenchError, PluginError
 from hbench.logging import get_logger
 from hbench.models import LaneSpec
 
@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "hbench.plugins.lanes",
     "hbench.plugins.checks",
     "hbench.plugins.probes",
+    "hbench.plugins.throughput",
     "hbench.plugins.reporters",
     "hbench.plugins.agents",
     "hbench.plugins.tools",
@@ -337,9 +338,34 @@ class HBenchPlugins:
         call order (so ``tryfirst``/``trylast`` hold); ``call()`` runs that one
         implementation through pluggy and returns its result. Calling them one by one
         isolates plugins and attributes results."""
+        first = bool(getattr(self.pm.hook, hook).spec.opts.get("firstresult"))  # one value, not a list
         for impl in self._impls(hook, call_order=True):
             caller = self._one(hook, impl.plugin_name)
-            yield impl.plugin_name, (lambda c=caller: _only(c(**kwargs)))
+            yield impl.plugin_name, (lambda c=caller: c(**kwargs) if first else _only(c(**kwargs)))
+
+    def first_result(self, hook: str, *, isolate: bool = True, **kwargs: Any) -> tuple[str | None, Any]:
+        """A ``firstresult`` hook through pluggy, one plugin at a time in pluggy's call order
+        (:meth:`call_each`): ``(plugin_name, answer)`` of the first plugin whose answer is not
+        None, ``(None, None)`` when none answers. ``isolate``: a plugin that raises is logged
+        (traceback at debug level; fatal with ``--strict-plugins``) and the next one asked;
+        ``isolate=False`` lets its error through (a plugin that may have half done the job)."""
+        for plugin_name, call in self.call_each(hook, **kwargs):
+            try:
+                answer = call()
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                if not isolate and isinstance(exc, HBenchError):
+                    raise  # a message for the person running hbench (bad input, a lane error)
+                get_logger().warning("plugin.hook_failed", plugin=plugin_name, hook=hook,
+                                     error=f"{type(exc).__name__}: {exc}")
+                log_traceback(plugin_name, hook, exc)
+                if not isolate:
+                    raise
+                if self.strict:
+                    raise PluginError(f"plugin {plugin_name!r}: {hook} raised {exc}") from exc
+                continue
+            if answer is not None:
+                return plugin_name, answer
+        return None, None
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object at run time (tests, ``hbench.testing``)."""

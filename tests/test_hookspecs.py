@@ -19,7 +19,8 @@ def test_there_are_hooks():
     assert {"hbench_register_lane_kinds", "hbench_register_lanes", "hbench_register_checks",
             "hbench_register_probes", "hbench_register_reporters", "hbench_register_agents",
             "hbench_register_tools", "hbench_register_suites", "hbench_register_commands",
-            "hbench_discover_lanes", "hbench_attempt_finished", "hbench_lane_finished", "hbench_run_finished"} == set(HOOKS)
+            "hbench_discover_lanes", "hbench_attempt_finished", "hbench_lane_finished", "hbench_run_finished",
+            "hbench_measure_throughput"} == set(HOOKS)
 
 
 @pytest.mark.parametrize("hook", HOOKS)

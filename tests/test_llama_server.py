@@ -202,7 +202,7 @@ def test_hbench_run_short_tier_on_a_managed_llama_server(gguf, tmp_path):
 
 def test_prefix_cache_hit_rate_from_the_real_metrics(gguf, tmp_path):
     """A repeated prompt is served from llama.cpp's prompt cache; its metrics say how much."""
-    from hbench.sweep import prefix_cache_hit_rate
+    from hbench.plugins.throughput.sweep import prefix_cache_hit_rate
 
     with open_lane(lane(gguf, name="cache"), KIND, out_dir=tmp_path, headroom_gb=0.0) as running:
         spec = running.spec

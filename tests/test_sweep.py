@@ -1,4 +1,4 @@
-"""Throughput v2 sweeps (core/sweep.py) against hbench.testing's scripted server with a known
+"""Throughput v2 sweeps (plugins/throughput/sweep.py) against hbench.testing's scripted server with a known
 prefill rate, a known decode rate and a prefix cache that answers repeats fast: the sweep
 recovers both rates within 5% and never hits the cache."""
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hbench import sweep
+from hbench.plugins.throughput import sweep
 from hbench.lanes import RunningLane
 from hbench.models import LaneSpec
 from hbench.plugin_manager import get_registries

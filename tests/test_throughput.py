@@ -17,7 +17,7 @@ from hbench.cli import app, main
 from hbench.lanes import RunningLane
 from hbench.models import LaneSpec
 from hbench.plugin_manager import get_registries
-from hbench.throughput import disagrees, measure, sample_from
+from hbench.plugins.throughput.measure import disagrees, measure, sample_from
 
 
 @pytest.fixture(autouse=True)

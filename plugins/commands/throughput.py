@@ -1,5 +1,5 @@
-"""``hbench throughput LANE``: decode tok/s and TTFT of a lane alone (``hbench.throughput``),
-and with ``--depth`` / ``--concurrency-sweep`` the sweeps (``hbench.sweep``)."""
+"""``hbench throughput LANE``: decode tok/s and TTFT of a lane alone (``hbench.plugins.throughput``),
+and with ``--depth`` / ``--concurrency-sweep`` the sweeps (``hbench.plugins.throughput.sweep``)."""
 
 import json
 from pathlib import Path
@@ -48,7 +48,7 @@ def throughput_cmd(
 
     from hbench.lanes import for_a_quick_look, open_lane
     from hbench.logging import scrub
-    from hbench.throughput import measure
+    from hbench.plugins.throughput.measure import measure
 
     depths, levels = _ints(depth, "--depth"), _ints(concurrency_sweep, "--concurrency-sweep")
     spec, kind_obj = pick_lane(lane, lane_url, model, kind, api_key_env)

@@ -1,4 +1,5 @@
-"""The throughput probe: decode speed and time to first token on a warm lane.
+"""The throughput probe: decode speed and time to first token on a warm lane
+(``hbench_measure_throughput`` of the built-in throughput plugin, and ``hbench throughput``).
 
 DESIGN.md / LANES.md method: one warm-up, then ``runs`` streamed requests of a fixed
 prompt behind a per-run nonce (defeats prompt caches), temperature 0, a fixed seed and
@@ -17,7 +18,7 @@ with ``disagreement`` set when client and server differ by more than 10%.
 The probe streams over its own httpx connection rather than the chat client: it needs a
 timestamp per chunk and the raw ``timings`` object, which a chat response does not keep.
 
-Then the throughput v2 sweeps (:mod:`hbench.sweep`) fill ``Throughput.sweeps``: the lane's
+Then the throughput v2 sweeps (:mod:`hbench.plugins.throughput.sweep`) fill ``Throughput.sweeps``: the lane's
 ``sweep_depths`` / ``sweep_concurrency`` (default the sweep's defaults, ``[]`` = off),
 bounded by ``sweep_budget_s`` (default 20 s, 0 = no limit), every request cache-busted.
 """
@@ -35,7 +36,7 @@ from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
 from hbench.models import Throughput
 from hbench.sse import json_chunks
-from hbench.sweep import BOUNDED_MAX_TOKENS, DEFAULT_BUDGET_S, DEFAULT_DEPTHS, DEFAULT_LEVELS, sweep
+from hbench.plugins.throughput.sweep import BOUNDED_MAX_TOKENS, DEFAULT_BUDGET_S, DEFAULT_DEPTHS, DEFAULT_LEVELS, sweep
 
 PROMPT = (
     "Write the numbers from one to five hundred as English words, one per line, "

@@ -23,7 +23,7 @@ llama-server reports its BOS token as cached for every prompt). The server's own
 rate (SGLang ``sglang:cache_hit_rate``; vLLM ``prefix_cache_hits/queries`` deltas) is
 reported when its metrics give it.
 
-**At the end of every lane** (:func:`hbench.throughput.measure`) the sweeps run bounded:
+**At the end of every lane** (:func:`hbench.plugins.throughput.measure.measure`) the sweeps run bounded:
 the lane's ``sweep_depths`` / ``sweep_concurrency`` (default :data:`DEFAULT_DEPTHS` /
 :data:`DEFAULT_LEVELS`, ``[]`` = off), one request per depth, :data:`BOUNDED_MAX_TOKENS`
 tokens each; the two sweeps take turns, each in rising order, and a point runs only when
