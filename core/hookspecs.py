@@ -39,7 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from hbench.lanes import LaneKind, RunningLane
     from hbench.models import Attempt, LaneSpec, Prompt, Scorecard, Throughput
     from hbench.probes import Probe
+    from hbench.progress import Progress
     from hbench.reporters import Reporter
+    from hbench.run_state import RunState
+    from hbench.scorecard_build import LaneScorecards
     from hbench.tools import Tool
 
 hookspec = pluggy.HookspecMarker("hbench")
@@ -242,4 +245,22 @@ def hbench_measure_throughput(running: RunningLane) -> Throughput | None:
     server problem (refused, dropped, timed out): return ``Throughput(error=...)`` saying
     what happened. A plugin that raises anyway is logged (its traceback at debug level)
     and the next plugin is asked.
+    """
+
+
+@hookspec(firstresult=True)
+def hbench_run_lanes(state: RunState, progress: Progress) -> list[LaneScorecards] | None:
+    """Run every lane of a run somewhere else (other processes, other machines).
+
+    Called once per ``hbench run``, after the run is prepared (``state``: its settings
+    ``state.s`` and options ``state.opts``, ``state.lanes``, the journal) and before any lane
+    runs. Return None when the run is not yours: core then runs the lanes itself, one
+    after another or ``--parallel-lanes`` at a time. Taking it, run each lane (a lane's
+    body is :func:`hbench.lane_run.run_lane`; write its journal records through
+    ``state.journal``), finish each with :func:`hbench.lane_run.finish_lane` and return one
+    :class:`hbench.scorecard_build.LaneScorecards` per lane of ``state.lanes``, in lane
+    order. The built-in scale-out plugin takes a run given ``--ray`` (``state.opts.ray``);
+    a ``--ray`` run no plugin takes is bad input (exit 2). Not isolated: a plugin that
+    raises ends the run (it may have half run the lanes), an :class:`hbench.errors.BadInput`
+    as the message to the person running hbench.
     """

@@ -12,7 +12,7 @@ throughput plugin) measures the still-warm lane, and the scorecard is built once
 (:func:`hbench.scorecard_build.build_scorecard`).
 
 The runner (:mod:`hbench.runner`), ``--parallel-lanes`` (:mod:`hbench.parallel`) and Ray
-(:mod:`hbench.ray_lanes`) all run lanes through this module; it knows none of them.
+(the scale-out plugin's ``hbench_run_lanes``) all run lanes through this module; it knows none of them.
 """
 
 from __future__ import annotations

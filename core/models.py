@@ -22,7 +22,7 @@ JOURNAL_SCHEMA = "hbench.journal/1"
 
 # --------------------------------------------------------------------------- lanes
 
-#: limits of a lane's throughput-sweep settings (hbench.sweep): a value outside is a typo
+#: limits of a lane's throughput-sweep settings (hbench.plugins.throughput.sweep): a value outside is a typo
 SWEEP_MAX_DEPTH = 1 << 20  # prompt tokens
 SWEEP_MAX_CONCURRENCY = 256  # streams at once
 SWEEP_MAX_POINTS = 16  # values per list
@@ -97,7 +97,7 @@ class LaneSpec:
     #: the box the lane runs on (``--parallel-lanes``: managed lanes of one node run one at a
     #: time; ``--ray``: the Ray node labelled with it). None = the box hbench runs on
     node: str | None = None
-    #: the end-of-lane throughput sweeps (hbench.sweep): context depths in prompt tokens and
+    #: the end-of-lane throughput sweeps (hbench.plugins.throughput.sweep): context depths in prompt tokens and
     #: streams at once; None = the defaults, [] = off; a point runs while its predicted time
     #: fits in ``sweep_budget_s`` (None = 20 s, 0 = no limit)
     sweep_depths: list[int] | None = attrs.field(
@@ -359,7 +359,7 @@ class Throughput:
     server_tok_s: float | None = None
     disagreement: bool = False  # client vs server differ by >10%
     error: str | None = None
-    #: throughput v2 (hbench.sweep, bounded at the end of every lane): {"depth": {...},
+    #: throughput v2 (hbench.plugins.throughput.sweep, bounded at the end of every lane): {"depth": {...},
     #: "concurrency": {...}, "prefix_cache_hit_rate": x, "budget_s", "elapsed_s"}; {} = off
     sweeps: dict[str, Any] = attrs.field(factory=dict)
 

@@ -60,7 +60,7 @@ class RunOptions:
     #: --parallel-lanes N: up to N lanes at once in this process (managed lanes of one node one at a time)
     parallel_lanes: int | None = None
     shard: str | None = None  # --shard I/N: only slice I (0-based) of N of every lane's attempts (hbench.shard)
-    ray: str | None = None  # --ray auto|ADDRESS: each lane a Ray task on the node labelled with its node (hbench.ray_lanes)
+    ray: str | None = None  # --ray auto|ADDRESS: each lane a Ray task on the node labelled with its node (scale-out plugin)
 
 
 @attrs.frozen

@@ -6,7 +6,7 @@ refused before anything runs), then :meth:`RunState.prepare` loads the suite, se
 checks the lanes, claims ``--out``, renders the fixtures and opens the journal. The lane
 loop (:mod:`hbench.lane_run`) runs one lane of it; the runner (:mod:`hbench.runner`) runs
 them all, one after another, side by side (:mod:`hbench.parallel`) or on Ray
-(:mod:`hbench.ray_lanes`), which builds a RunState of its own for each lane's task.
+(:mod:`hbench.plugins.scaleout.ray_lanes`), which builds a RunState of its own for each lane's task.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 class RunState:
     def __init__(self, opts: RunOptions, plugins: HBenchPlugins | None = None, config: Config | None = None):
         """``config``: an :class:`hbench.config.Config` to use instead of reading hbench.toml
-        (a lane's Ray task gets its lane and ``[run]`` from the driver: hbench.ray_lanes)."""
+        (a lane's Ray task gets its lane and ``[run]`` from the driver: hbench.plugins.scaleout.ray_lanes)."""
         self.opts = opts
         self.plugins = plugins or get_plugins()
         self.reg = self.plugins.registries

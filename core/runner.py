@@ -4,7 +4,7 @@
 run prepared (:class:`hbench.run_state.RunState`: suite, lanes from
 :mod:`hbench.lane_select`, ``--out``, journal), then each selected lane run by
 :func:`hbench.lane_run.run_lane`, one after another (or side by side:
-:mod:`hbench.parallel`, :mod:`hbench.ray_lanes`). For each lane:
+:mod:`hbench.parallel`, or a plugin's ``hbench_run_lanes``: ``--ray``). For each lane:
 
 1. the lane's fingerprint goes into the journal (``--resume`` refuses a changed lane);
 2. attempts already journaled are skipped (``--resume``); the rest are planned in suite
@@ -19,7 +19,7 @@ run prepared (:class:`hbench.run_state.RunState`: suite, lanes from
    hbench's marked working folder, the only place it deletes: :mod:`hbench.outdir`), is checked
    (``prompt.check.check``, :func:`hbench.scoring.attempt_outcome`), appended to the
    journal (fsynced) and broadcast (``hbench_attempt_finished``);
-5. after the suite, :func:`hbench.throughput.measure` runs on the still-warm lane; the
+5. after the suite, ``hbench_measure_throughput`` measures the still-warm lane; the
    scorecard is built once, complete (:func:`hbench.scorecard_build.build_scorecard`:
    :func:`hbench.scoring.score_lane` + throughput, telemetry, provenance; never changed
    afterwards), ``hbench_lane_finished`` is broadcast and the json reporter writes the
@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import attrs
 
 from hbench.config import available_lanes
-from hbench.errors import HBenchError
+from hbench.errors import BadInput, HBenchError
 from hbench.lane_run import finish_lane, release_free_memory, run_lane
 from hbench.lane_select import discovered_lanes, select_lanes
 from hbench.logging import scrub
@@ -63,7 +63,6 @@ from hbench.models import Scorecard
 from hbench.parallel import run_lanes_parallel
 from hbench.progress import Progress
 from hbench.ranking import Ranked, fail_under_failures, rank
-from hbench.ray_lanes import run_lanes_on_ray
 from hbench.report import comparable_key
 from hbench.run_settings import MAX_CONSECUTIVE_ERRORS, RunOptions, parse_fail_under
 from hbench.run_state import RunState
@@ -130,12 +129,17 @@ class Runner(RunState):
         show = self.opts.progress if self.opts.progress is not None else tty
         try:
             with Progress(bool(show), plain=self.opts.progress is None and not tty) as progress:
-                side_by_side = bool(self.opts.ray) or (self.s.parallel_lanes > 1 and len(self.lanes) > 1)
-                if side_by_side:
-                    # --parallel-lanes: threads in this process (hbench.parallel); --ray: a Ray
-                    # task per lane on its node (hbench.ray_lanes). The scorecards are kept in
-                    # lane order, whatever order lanes finish in
-                    parts = run_lanes_on_ray(self, progress) if self.opts.ray else run_lanes_parallel(self, progress)
+                # a plugin may run the lanes elsewhere (--ray: the scale-out plugin's Ray tasks);
+                # else --parallel-lanes: threads in this process (hbench.parallel). The
+                # scorecards are kept in lane order, whatever order lanes finish in
+                _, parts = self.plugins.first_result("hbench_run_lanes", isolate=False, state=self, progress=progress)
+                if parts is None and self.opts.ray:
+                    raise BadInput(f"--ray {self.opts.ray}: no plugin runs lanes on Ray (hook hbench_run_lanes); "
+                                   "the built-in scale-out plugin does, with Ray: pip install 'hermes-bench[ray]'")
+                if parts is None and self.s.parallel_lanes > 1 and len(self.lanes) > 1:
+                    parts = run_lanes_parallel(self, progress)
+                side_by_side = parts is not None
+                if parts is not None:
                     for part in parts:
                         scorecards.extend(part)
                     if any(sc.failed for sc in scorecards) or any(p.write_failed for p in parts):

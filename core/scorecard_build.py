@@ -133,7 +133,7 @@ class LaneScorecards(Sequence[Scorecard]):
 
     def __init__(self) -> None:
         self._items: list[bytes] = []
-        #: a part of a side-by-side run (hbench.parallel, hbench.ray_lanes) whose lane's
+        #: a part of a side-by-side run (hbench.parallel, a plugin's hbench_run_lanes) whose lane's
         #: scorecard could not be written, though the lane itself ran
         self.write_failed = False
 

@@ -33,7 +33,6 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/report.py", "host"): "the provenance key 'host'",
     ("core/scorecard_build.py", "host"): "the provenance key 'host'",
     ("core/scorecard_build.py", "builtin"): "the provenance key 'builtin' (a plugin is built in), not the agent",
-    ("core/ray_lanes.py", "json"): "a serialisation format",
     # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the `hbench plugins --json` key 'builtin' (a plugin is built in), not the agent",
     # pending: from plugin attributes instead of names

@@ -20,7 +20,7 @@ def test_there_are_hooks():
             "hbench_register_probes", "hbench_register_reporters", "hbench_register_agents",
             "hbench_register_tools", "hbench_register_suites", "hbench_register_commands",
             "hbench_discover_lanes", "hbench_attempt_finished", "hbench_lane_finished", "hbench_run_finished",
-            "hbench_measure_throughput"} == set(HOOKS)
+            "hbench_measure_throughput", "hbench_run_lanes"} == set(HOOKS)
 
 
 @pytest.mark.parametrize("hook", HOOKS)

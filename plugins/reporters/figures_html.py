@@ -3,7 +3,7 @@
 * **Cost**: what a brain swap and a solve cost: ``ready_s`` (start to a 1-token answer),
   the memory in use once ready (resting), seconds and completion tokens per solved
   attempt, goodput within the SLO, p95 per model turn. Shown for lanes that carry them.
-* **Throughput sweeps** (``scorecard.throughput.sweeps``, from ``hbench.sweep``): TTFT and
+* **Throughput sweeps** (``scorecard.throughput.sweeps``, from ``hbench.plugins.throughput.sweep``): TTFT and
   decode tok/s against context depth, aggregate and per-stream decode tok/s against
   concurrency, one line per lane, as inline SVG (no script, no network), each chart with
   a data table beside it. A lane that did not sweep has no line; no lane swept, no section.

@@ -1,9 +1,10 @@
 """``hbench run --ray auto|ADDRESS``: each lane a Ray task on the node that carries its label.
 
-Ray is the engine (the optional extra ``[ray]``); hbench schedules nothing itself. A lane
-with ``node = "spark2"`` runs as a task with the label selector ``hbench-node: spark2``:
-Ray places it on the node started with ``ray start ... --labels hbench-node=spark2``. A
-lane without ``node`` runs on the driver's node. There the task:
+The scale-out plugin's ``hbench_run_lanes`` hands a ``--ray`` run here (core runs the lanes
+itself otherwise). Ray is the engine (the optional extra ``[ray]``); hbench schedules nothing
+itself. A lane with ``node = "spark2"`` runs as a task with the label selector
+``hbench-node: spark2``: Ray places it on the node started with ``ray start ... --labels
+hbench-node=spark2``. A lane without ``node`` runs on the driver's node. There the task:
 
 * builds the lane's runner from what the driver sends (the lane's spec, the run settings,
   the suite path; no hbench.toml needed on the node), with hbench's working folder in a
