@@ -26,7 +26,6 @@ bounded by ``sweep_budget_s`` (default 20 s, 0 = no limit), every request cache-
 from __future__ import annotations
 
 import statistics
-import time
 import uuid
 from typing import Any
 
@@ -35,7 +34,7 @@ import httpx
 from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
 from hbench.models import Throughput
-from hbench.sse import json_chunks
+from hbench.plugins.throughput.stream import Rejected, timed_stream
 from hbench.plugins.throughput.sweep import BOUNDED_MAX_TOKENS, DEFAULT_BUDGET_S, DEFAULT_DEPTHS, DEFAULT_LEVELS, sweep
 
 PROMPT = (
@@ -53,39 +52,13 @@ EXTRAS_LADDER: tuple[dict[str, Any], ...] = (
 DISAGREEMENT = 0.10
 
 
-class _Rejected(Exception):
-    def __init__(self, status: int, body: str):
-        super().__init__(f"HTTP {status}: {body[:200]}")
-        self.status = status
-
-
 def _stream_once(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One streamed request; returns the raw timing facts of it."""
-    t0 = time.perf_counter()
-    t_first = t_last = None
-    chunks = 0
-    usage: dict[str, Any] | None = None
-    timings: dict[str, Any] | None = None
-    finish = None
-    with http.stream("POST", url, json=body) as r:
-        if r.status_code >= 400:
-            raise _Rejected(r.status_code, r.read().decode(errors="replace"))
-        for obj in json_chunks(r.iter_bytes()):  # hbench.sse: the one SSE reader
-            if isinstance(obj.get("usage"), dict):
-                usage = obj["usage"]
-            if isinstance(obj.get("timings"), dict):
-                timings = obj["timings"]
-            for choice in obj.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if (delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
-                        or delta.get("tool_calls")):
-                    now = time.perf_counter()
-                    chunks += 1
-                    t_first = now if t_first is None else t_first
-                    t_last = now
-                finish = choice.get("finish_reason") or finish
-    return {"t0": t0, "t_first": t_first, "t_last": t_last, "chunks": chunks, "usage": usage,
-            "timings": timings, "finish_reason": finish}
+    """One streamed request (:func:`~hbench.plugins.throughput.stream.timed_stream`, no
+    deadline); returns the raw timing facts :func:`sample_from` reads."""
+    raw = timed_stream(http, url, body)
+    times = raw["times"]
+    return {**raw, "t_first": times[0] if times else None, "t_last": times[-1] if times else None,
+            "chunks": len(times)}
 
 
 def sample_from(raw: dict[str, Any], run: int) -> dict[str, Any]:
@@ -159,13 +132,13 @@ def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3, timeo
         with lane_http(spec, timeout=timeout_s) as http:
             http.timeout = timeout
             extras = None
-            last: _Rejected | None = None
+            last: Rejected | None = None
             for candidate in EXTRAS_LADDER:  # the warm-up also finds what the server accepts
                 try:
                     _stream_once(http, url, body(candidate))
                     extras = candidate
                     break
-                except _Rejected as exc:
+                except Rejected as exc:
                     last = exc
                     if exc.status not in (400, 422):
                         break
@@ -177,7 +150,7 @@ def measure(running: RunningLane, *, max_tokens: int = 128, runs: int = 3, timeo
             before = kind.server_metrics(spec, http)
             samples = [sample_from(_stream_once(http, url, body(extras)), i + 1) for i in range(runs)]
             after = kind.server_metrics(spec, http)
-    except _Rejected as exc:
+    except Rejected as exc:
         return Throughput(error=scrub(f"lane {spec.name!r}: the server refused a request mid-measure ({exc})"))
     except httpx.HTTPError as exc:
         return Throughput(error=scrub(f"lane {spec.name!r}: {type(exc).__name__}: {exc}"))

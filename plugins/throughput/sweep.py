@@ -46,8 +46,8 @@ import httpx
 
 from hbench.lanes import RunningLane, lane_http
 from hbench.logging import get_logger, scrub
+from hbench.plugins.throughput.stream import Cut, timed_stream
 from hbench.scoring import percentile
-from hbench.sse import json_chunks
 
 #: the end-of-lane sweeps unless the lane says otherwise (hbench.toml: sweep_depths,
 #: sweep_concurrency, sweep_budget_s). 256 gives CPU lanes a cheap second depth for the fit
@@ -97,52 +97,19 @@ def fit_rate(points: list[tuple[float, float]]) -> float | None:
     return 1.0 / slope if slope > 0 else None
 
 
-class Cut(Exception):
-    """A sweep request was still running when the sweep's budget ran out."""
-
-
 def stream(http: httpx.Client, url: str, body: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
-    """One streamed request: per-token timestamps, usage, timings, cached tokens. With a
-    ``deadline`` (``time.perf_counter()``), a request still running then raises :class:`Cut`."""
-    t0 = time.perf_counter()
-    times: list[float] = []
-    t_finish: float | None = None
-    usage: dict[str, Any] = {}
-    timings: dict[str, Any] = {}
-    kw: dict[str, Any] = {}
-    if deadline is not None:
-        if deadline <= t0:
-            raise Cut("no budget left")
-        kw["timeout"] = httpx.Timeout(deadline - t0, connect=min(10.0, deadline - t0))
-    try:
-        with http.stream("POST", url, json=body, **kw) as r:
-            if r.status_code >= 400:
-                raise RuntimeError(f"HTTP {r.status_code}: {r.read().decode(errors='replace')[:200]}")
-            for obj in json_chunks(r.iter_bytes()):  # hbench.sse: the one SSE reader
-                now = time.perf_counter()
-                if deadline is not None and now > deadline:
-                    raise Cut(f"still streaming after {now - t0:.1f} s")
-                if isinstance(obj.get("usage"), dict):
-                    usage = obj["usage"]
-                if isinstance(obj.get("timings"), dict):
-                    timings = obj["timings"]
-                for choice in obj.get("choices") or []:
-                    d = choice.get("delta") or {}
-                    if d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls"):
-                        times.append(now)
-                    if choice.get("finish_reason") and t_finish is None:
-                        t_finish = now
-    except httpx.TimeoutException as exc:
-        if deadline is not None and time.perf_counter() >= deadline - 0.05:
-            raise Cut(f"no answer within the {deadline - t0:.1f} s left") from exc
-        raise
+    """One streamed request (:func:`~hbench.plugins.throughput.stream.timed_stream`): per-token
+    timestamps, tokens, prompt and cached tokens. With a ``deadline``
+    (``time.perf_counter()``), a request still running then raises :class:`Cut`."""
+    raw = timed_stream(http, url, body, deadline)
+    times, usage, timings = raw["times"], raw["usage"], raw["timings"]
     tokens = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else None
     tokens = tokens or timings.get("predicted_n") or len(times)
     prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else timings.get("prompt_n")
     details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     cached = details.get("cached_tokens", timings.get("cache_n"))
-    return {"t0": t0, "times": times, "t_finish": t_finish, "tokens": int(tokens), "prompt_tokens": prompt,
-            "cached_tokens": cached if isinstance(cached, int) else None}
+    return {"t0": raw["t0"], "times": times, "t_finish": raw["t_finish"], "tokens": int(tokens),
+            "prompt_tokens": prompt, "cached_tokens": cached if isinstance(cached, int) else None}
 
 
 def figures(raw: dict[str, Any]) -> dict[str, Any]:
