@@ -112,6 +112,11 @@ def _format(exc: BaseException, path: str) -> str:
         return f"{path}: unknown key {extra} (allowed: {allowed})"
     if isinstance(exc, KeyError):
         return f"{path}: required key missing"
+    if isinstance(exc, TypeError) and str(exc).endswith("object is not iterable"):
+        # a single value where a list belongs (sweep_depths = 256): cattrs says only "'int' object ..."
+        key = path.rsplit(".", 1)[-1]
+        got = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "value"
+        return f"{path}: expected a list, got a single {got}; write {key} = [...] (in brackets, comma-separated)"
     return f"{path}: {exc}"
 
 

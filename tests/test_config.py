@@ -313,3 +313,13 @@ def test_run_settings_from_the_toml_are_named_by_their_key_not_a_flag(tmp_path, 
         Runner(RunOptions(config=str(p), suite=str(suite), out=str(tmp_path / "out"), **lanes)).run()
     assert want in str(exc.value) and "--" not in str(exc.value).split("(installed")[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("line,key", [("sweep_depths = 256", "sweep_depths"),
+                                      ("sweep_concurrency = 4", "sweep_concurrency"),
+                                      ("start = 5", "start")])
+def test_a_single_value_where_a_list_belongs_names_the_key_and_the_fix(tmp_path, line, key):
+    # before: "lanes.a.sweep_depths: 'int' object is not iterable" (no fix)
+    p, probs = problems_for(tmp_path, f'[lanes.a]\nkind = "openai"\nbase_url = "http://127.0.0.1:8000/v1"\n{line}\n')
+    assert len(probs) == 1 and probs[0].startswith(f"{p}: lanes.a.{key}: "), probs
+    assert "not iterable" not in probs[0] and f"{key} = [" in probs[0], probs
