@@ -5,11 +5,11 @@ naming what to install. (The real Ray cluster: tests/test_ray.py.)"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from suite_files import one_prompt_suite
 
 from hbench import hookimpl
 from hbench.errors import BadInput
@@ -21,18 +21,9 @@ from hbench.scorecard_build import LaneScorecards
 SCALEOUT = "hbench.plugins.scaleout"
 
 
-def _suite(root: Path) -> Path:
-    root.mkdir()
-    (root / "suite.toml").write_text('name = "run-lanes"\nversion = "1"\nsystem_prompt = "Answer briefly."\n')
-    prompt = {"id": "sum", "category": "compute", "prompt": "What is 40 plus 2?",
-              "check": {"kind": "substring", "any": ["42"]}}
-    (root / "prompts.jsonl").write_text(json.dumps(prompt) + "\n")
-    (root / "ground_truth.json").write_text("{}")
-    return root
-
-
 def _opts(tmp_path: Path, toml: Path, **kw) -> RunOptions:  # noqa: ANN003
-    return RunOptions(lanes="all", config=str(toml), suite=str(_suite(tmp_path / "suite")), runs=1,
+    return RunOptions(lanes="all", config=str(toml), runs=1,
+                      suite=str(one_prompt_suite(tmp_path / "suite", "run-lanes")),
                       out=str(tmp_path / "out"), report="json", progress=False, **kw)
 
 

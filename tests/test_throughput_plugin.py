@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from suite_files import one_prompt_suite
 
 from hbench import hookimpl
 from hbench.errors import BadInput
@@ -19,18 +20,9 @@ from hbench.runner import RunOptions, run
 BUILTIN = "hbench.plugins.throughput"
 
 
-def _suite(root: Path) -> Path:
-    root.mkdir()
-    (root / "suite.toml").write_text('name = "tp-plugin"\nversion = "1"\nsystem_prompt = "Answer briefly."\n')
-    prompt = {"id": "sum", "category": "compute", "prompt": "What is 40 plus 2?",
-              "check": {"kind": "substring", "any": ["42"]}}
-    (root / "prompts.jsonl").write_text(json.dumps(prompt) + "\n")
-    (root / "ground_truth.json").write_text("{}")
-    return root
-
-
 def _run(tmp_path: Path, srv, plugins: HBenchPlugins | None = None):  # noqa: ANN001, ANN202
-    return run(RunOptions(lane_url=srv.url, model="scripted-model", suite=str(_suite(tmp_path / "suite")), runs=1,
+    return run(RunOptions(lane_url=srv.url, model="scripted-model", runs=1,
+                          suite=str(one_prompt_suite(tmp_path / "suite", "tp-plugin")),
                           out=str(tmp_path / "out"), report="json", progress=False), plugins)
 
 
