@@ -11,18 +11,30 @@ from hbench import cli
 JSON_HELP = "Print JSON instead of a table."
 
 
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str],
+                empty: str | None = None) -> None:
+    """A listing's rows: as JSON, else one ``line`` each (``empty`` when there are none)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows and empty:
+        typer.echo(empty)
+    for r in rows:
+        typer.echo(line(r))
+
+
+def _registry_line(r: dict[str, Any]) -> str:
+    extra = "  ".join(f"{k}={v}" for k, v in r.items()
+                      if k not in ("name", "plugin", "default") and v not in (None, ""))
+    mark = "  (default)" if r["default"] else ""
+    return f"{r['name']:<28} ({r['plugin']}){mark}  {extra}".rstrip()
+
+
 def _list_registry(attr: str, as_json: bool, describe: Callable[[Any], dict[str, Any]] | None = None) -> None:
     reg = getattr(cli.registries(), attr)
     rows = [{"name": e.name, "plugin": e.plugin, "default": e.name == reg.default(),
              **(describe(e.obj) if describe else {})} for e in reg.entries()]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for r in rows:
-        extra = "  ".join(f"{k}={v}" for k, v in r.items()
-                          if k not in ("name", "plugin", "default") and v not in (None, ""))
-        mark = "  (default)" if r["default"] else ""
-        typer.echo(f"{r['name']:<28} ({r['plugin']}){mark}  {extra}".rstrip())
+    _print_rows(rows, as_json, _registry_line)
 
 
 def lanes_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -38,13 +50,9 @@ def lanes_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> 
 
     rows = [{"name": n, "kind": s.kind, "model": s.model, "base_url": scrub(s.base_url) if s.base_url else None,
              "managed": managed(s), "source": s.source} for n, s in sorted(lanes.items())]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no lanes configured (add [lanes.NAME] to hbench.toml, or install a lane plugin)")
-    for r in rows:
-        typer.echo(f"{r['name']:<28} kind={r['kind'] or '?':<9} model={r['model'] or '?'}  from {r['source']}")
+    _print_rows(rows, as_json,
+                lambda r: f"{r['name']:<28} kind={r['kind'] or '?':<9} model={r['model'] or '?'}  from {r['source']}",
+                "no lanes configured (add [lanes.NAME] to hbench.toml, or install a lane plugin)")
 
 
 def checks_cmd(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
@@ -79,17 +87,15 @@ def suites_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         except SuiteError as exc:
             row["problems"] = exc.problems
         rows.append(row)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no suites installed (pass a suite folder to --suite, or install a suite plugin)")
-    for r in rows:
-        if r["problems"]:
-            typer.echo(f"{r['name']:<20} INVALID ({len(r['problems'])} problems: hbench validate {r['path']})  ({r['plugin']})")
-        else:
-            typer.echo(f"{r['name']:<20} v{r['version']:<6} {r['prompts']} prompts ({r['core']} core)  "
-                       f"fixtures {r['fixtures_sha256'][:12]}  ({r['plugin']})  {r['path']}")
+    _print_rows(rows, as_json, _suite_line,
+                "no suites installed (pass a suite folder to --suite, or install a suite plugin)")
+
+
+def _suite_line(r: dict[str, Any]) -> str:
+    if r["problems"]:
+        return f"{r['name']:<20} INVALID ({len(r['problems'])} problems: hbench validate {r['path']})  ({r['plugin']})"
+    return (f"{r['name']:<20} v{r['version']:<6} {r['prompts']} prompts ({r['core']} core)  "
+            f"fixtures {r['fixtures_sha256'][:12]}  ({r['plugin']})  {r['path']}")
 
 
 def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
@@ -104,14 +110,8 @@ def agents_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-reada
         rows.append({"name": e.name, "plugin": e.plugin, "usable": bool(ok), "detail": why,
                      "version": info.get("version"),
                      "capabilities": sorted(getattr(e.obj, "capabilities", ()) or ())})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no agent drivers installed")
-    for r in rows:
-        state = "usable" if r["usable"] else "NOT USABLE"
-        typer.echo(f"{r['name']:<12} {state:<10} {r['detail']}  ({r['plugin']})")
+    _print_rows(rows, as_json, lambda r: f"{r['name']:<12} {'usable' if r['usable'] else 'NOT USABLE':<10} "
+                                         f"{r['detail']}  ({r['plugin']})", "no agent drivers installed")
 
 
 def register(app: typer.Typer) -> None:
