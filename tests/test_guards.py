@@ -23,7 +23,7 @@ PENDING_SPLITS: dict[str, str] = {
 #: (file, string) pairs in core/ equal to a built-in plugin's registered name, with why
 #: they are there; a new one fails the test
 KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
-    # the same word used for something else (not the plugin)
+    # the same word used for something else (not the plugin); nothing here is pending
     ("core/cli_help.py", "host"): "the --host option's value name",
     ("core/logging.py", "json"): "the log format",
     ("core/matching.py", "number"): "a match kind of the matching language",
@@ -33,9 +33,7 @@ KNOWN_NAME_HITS: dict[tuple[str, str], str] = {
     ("core/report.py", "host"): "the provenance key 'host'",
     ("core/scorecard_build.py", "host"): "the provenance key 'host'",
     ("core/scorecard_build.py", "builtin"): "the provenance key 'builtin' (a plugin is built in), not the agent",
-    # defaults, still named in core (pending: a plugin-declared default)
     ("core/cli.py", "builtin"): "the `hbench plugins --json` key 'builtin' (a plugin is built in), not the agent",
-    # pending: from plugin attributes instead of names
 }
 
 #: import cycles through function-level imports still to break (module-top imports have none)
