@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from hbench.config import file_name_clashes, load_config
-from hbench.errors import BadInput, HBenchError
+from hbench.errors import BadInput, HBenchError, SuiteError
 from hbench.journal import Journal
 from hbench.lane_select import select_lanes
 from hbench.lanes import LaneKind, is_managed, with_kind
@@ -30,7 +30,7 @@ from hbench.models import LaneSpec, Suite
 from hbench.outdir import claim
 from hbench.plugin_manager import get_plugins
 from hbench.run_settings import RunOptions, Settings, resolve
-from hbench.suite import load_suite, render_fixtures
+from hbench.suite import load_suite, render_fixtures, resolve_suite
 from hbench.suite_tools import build_suite_tools, offered_tools
 
 if TYPE_CHECKING:
@@ -67,6 +67,11 @@ class RunState:
         if self.s.suite is None:
             raise BadInput(f"no suite to run: pass --suite NAME|FOLDER or set suite in {self._config_name()} [run] "
                            f"(no plugin marked a default suite; installed: {', '.join(reg.suites.names()) or 'none'})")
+        try:
+            resolve_suite(self.s.suite, reg)  # an unknown name: say which key or flag gave it
+        except SuiteError as exc:
+            key = "--suite" if self.opts.suite is not None else f"{self._config_name()}: run.suite"
+            raise SuiteError(f"{key}: {exc}") from None
         self.suite: Suite = load_suite(self.s.suite, reg)
         self.s = resolve(self.opts, self.config.run, self.suite, registries=reg)
         self._check_selection()

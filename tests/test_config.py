@@ -323,3 +323,19 @@ def test_a_single_value_where_a_list_belongs_names_the_key_and_the_fix(tmp_path,
     p, probs = problems_for(tmp_path, f'[lanes.a]\nkind = "openai"\nbase_url = "http://127.0.0.1:8000/v1"\n{line}\n')
     assert len(probs) == 1 and probs[0].startswith(f"{p}: lanes.a.{key}: "), probs
     assert "not iterable" not in probs[0] and f"{key} = [" in probs[0], probs
+
+
+def test_an_unknown_suite_in_the_toml_is_named_by_its_key(tmp_path):
+    # before: "no suite 'nope': not an installed suite ..." without saying it came from hbench.toml
+    from hbench.runner import RunOptions, Runner
+
+    p = write(tmp_path, '[run]\nsuite = "nope"\n')
+    with pytest.raises(BadInput) as exc:
+        Runner(RunOptions(config=str(p), lane_url="http://127.0.0.1:9/v1", model="m",
+                          out=str(tmp_path / "out"))).run()
+    assert str(exc.value).startswith("hbench.toml: run.suite: no suite 'nope'"), exc.value
+    assert "installed: " in str(exc.value) and not (tmp_path / "out").exists()
+    with pytest.raises(BadInput) as exc:  # the flag is named as the flag
+        Runner(RunOptions(config=str(p), suite="nope2", lane_url="http://127.0.0.1:9/v1", model="m",
+                          out=str(tmp_path / "out"))).run()
+    assert str(exc.value).startswith("--suite: no suite 'nope2'"), exc.value
