@@ -140,3 +140,10 @@ def test_within_5_percent_against_the_scripted_server(scripted_server):
     assert result.tok_s == pytest.approx(100, rel=0.05)
     assert all(s["tokens"] == 40 for s in result.samples)  # ignore_eos honoured: exactly max_tokens
     assert result.server_tok_s is not None and result.disagreement is False
+
+
+def test_throughput_help_says_the_bounded_sweeps_run_without_the_sweep_flags():
+    # before: "with --depth / --concurrency-sweep, the sweeps too", though without them the
+    # lane's bounded sweeps ran as well (measure(): None = the lane's settings, else the defaults)
+    r = CliRunner().invoke(app, ["throughput", "--help"])
+    assert r.exit_code == 0 and "bounded" in r.stdout and "sweep_budget_s" in r.stdout, r.stdout

@@ -42,8 +42,10 @@ def throughput_cmd(
     concurrency_sweep: Optional[str] = typer.Option(None, "--concurrency-sweep", help="Streams at once: e.g. "
                                                     "1,2,4,8 (per-stream and aggregate decode tok/s)."),
 ) -> None:
-    """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests);
-    with --depth / --concurrency-sweep, the sweeps too (every request cache-busted)."""
+    """Decode tok/s and TTFT of LANE alone (one warm-up, then the median of --runs streamed requests),
+    then the depth and concurrency sweeps (every request cache-busted): --depth /
+    --concurrency-sweep, unbounded; without them the lane's bounded end-of-lane sweeps, as a
+    run does (sweep_depths, sweep_concurrency, sweep_budget_s; default 20 s)."""
     import attrs
 
     from hbench.lanes import for_a_quick_look, open_lane
