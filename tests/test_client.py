@@ -608,6 +608,10 @@ def test_one_client_serves_threads_concurrently(scripted_server, client_for) -> 
     for t in threads:
         t.join()
     assert len(out) == 4 and all(r.completion_tokens == 10 for r in out)
+    # the server stamps t_end after its last write, so the client can finish first: wait
+    # for the four stamps (hbench.testing's wait_for) rather than read a half-made record
+    assert srv.wait_for(lambda rs: sum(1 for r in rs if r.path.rstrip("/").endswith("/chat/completions")
+                                       and r.t_end is not None) == 4)
     reqs = srv.chat_requests
     assert max(r.t_start for r in reqs) < min(r.t_end for r in reqs)  # all four were in flight at once
 
